@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Installs what Lampion needs, idempotently; fast when everything is already there.
+# Sourced by start.sh and test.sh so that the exported variables reach node.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PG_MAJOR=15
+TEMPORAL_CLI_VERSION=1.5.1
+
+say() { printf '[lampion setup] %s\n' "$*" >&2; }
+die() { printf '[lampion setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
+  else return 1; fi
+}
+
+# --- Debian packages: PostgreSQL 15 (server, contrib, client tools), btrfs-progs --------------
+PG_BINDIR="${LAMPION_PG_BINDIR:-/usr/lib/postgresql/${PG_MAJOR}/bin}"
+need_apt=()
+[ -x "$PG_BINDIR/initdb" ] && [ -x "$PG_BINDIR/pg_ctl" ] || need_apt+=("postgresql-${PG_MAJOR}")
+[ -f "/usr/share/postgresql/${PG_MAJOR}/extension/pg_stat_statements.control" ] || need_apt+=("postgresql-${PG_MAJOR}")
+[ -x "$PG_BINDIR/psql" ] && [ -x "$PG_BINDIR/pg_dump" ] && [ -x "$PG_BINDIR/pgbench" ] || need_apt+=("postgresql-client-${PG_MAJOR}")
+command -v mkfs.btrfs >/dev/null 2>&1 || need_apt+=("btrfs-progs")
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  say "installing Debian packages: ${need_apt[*]}"
+  command -v apt-get >/dev/null 2>&1 || die "apt-get not found. Install PostgreSQL ${PG_MAJOR} (server, contrib, client) and btrfs-progs, or set LAMPION_PG_BINDIR."
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null \
+    && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null \
+    || die "could not install ${need_apt[*]} (need root or passwordless sudo). Install them by hand and retry."
+fi
+[ -x "$PG_BINDIR/initdb" ] || die "PostgreSQL ${PG_MAJOR} binaries not found in $PG_BINDIR"
+export LAMPION_PG_BINDIR="$PG_BINDIR"
+
+# --- OS user for computes: Postgres refuses to run as root -----------------------------------
+if [ "$(id -u)" = 0 ]; then
+  export LAMPION_PG_OS_USER="${LAMPION_PG_OS_USER:-lampion}"
+  if ! id "$LAMPION_PG_OS_USER" >/dev/null 2>&1; then
+    say "creating system user $LAMPION_PG_OS_USER for postgres processes"
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$LAMPION_PG_OS_USER" \
+      || die "could not create user $LAMPION_PG_OS_USER"
+  fi
+fi
+
+# --- Temporal CLI (dev server with the Web UI) -------------------------------------------------
+temporal_ok() { "$1" --version 2>/dev/null | grep -q 'temporal version'; }
+if [ -z "${TEMPORAL_ADDRESS:-}" ]; then
+  TBIN="${LAMPION_TEMPORAL_BIN:-}"
+  if [ -z "$TBIN" ] && command -v temporal >/dev/null 2>&1 && temporal_ok "$(command -v temporal)"; then
+    TBIN="$(command -v temporal)"
+  fi
+  if [ -z "$TBIN" ] && command -v go >/dev/null 2>&1; then
+    cand="$(go env GOPATH)/bin/temporal"
+    if [ -x "$cand" ] && temporal_ok "$cand"; then TBIN="$cand"; fi
+  fi
+  if [ -z "$TBIN" ]; then
+    command -v go >/dev/null 2>&1 || die "Temporal CLI not found and Go is missing. Install Go >= 1.23 (to build it) or put 'temporal' on PATH, or set TEMPORAL_ADDRESS."
+    say "building the Temporal CLI v${TEMPORAL_CLI_VERSION} with go install (first run only, a few minutes)"
+    go install "github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}" || die "go install of the Temporal CLI failed"
+    TBIN="$(go env GOPATH)/bin/temporal"
+  fi
+  export LAMPION_TEMPORAL_BIN="$TBIN"
+fi
+
+# --- Node dependencies and build ---------------------------------------------------------------
+cd "$ROOT"
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error >&2 || die "npm ci failed"
+fi
+if [ "${LAMPION_SKIP_BUILD:-}" != 1 ]; then
+  stamp=dist/.build-stamp
+  if [ ! -f "$stamp" ] || [ -n "$(find src bench tsconfig.json tsconfig.build.json package-lock.json -newer "$stamp" -print -quit 2>/dev/null)" ]; then
+    say "building TypeScript"
+    npx tsc -p tsconfig.build.json >&2 || die "TypeScript build failed"
+    touch "$stamp"
+  fi
+fi

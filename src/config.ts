@@ -1,0 +1,140 @@
+import path from 'node:path';
+
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(1).max(65535);
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v));
+
+/** Every environment variable Lampion reads. The README's configuration table mirrors this. */
+export const envSchema = z.object({
+  LAMPION_DATA_DIR: z.string().default('./.lampion'),
+  LAMPION_API_PORT: port.default(4100),
+  LAMPION_PROXY_PORT: port.default(4432),
+  LAMPION_PUBLIC_HOST: z.string().min(1).default('127.0.0.1'),
+  LAMPION_TEMPORAL_PORT: port.default(7934),
+  LAMPION_TEMPORAL_UI_PORT: port.default(8934),
+  LAMPION_CONTROL_DB_PORT: port.default(5934),
+  LAMPION_COMPUTE_PORT_MIN: port.default(56000),
+  LAMPION_COMPUTE_PORT_MAX: port.default(56999),
+  LAMPION_BOOTSTRAP_API_KEY: optionalString.pipe(
+    z
+      .string()
+      .regex(/^lmp_live_[A-Za-z0-9]{32}$/, 'must look like lmp_live_ followed by 32 letters or digits')
+      .optional(),
+  ),
+  LAMPION_TEMPORAL_NAMESPACE: z.string().min(1).default('lampion'),
+  LAMPION_TEMPORAL_BIN: optionalString,
+  LAMPION_PG_BINDIR: z.string().default('/usr/lib/postgresql/15/bin'),
+  LAMPION_PG_OS_USER: optionalString,
+  LAMPION_HOST_ID: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,30}$/)
+    .default('local'),
+  LAMPION_REGIONS: z
+    .string()
+    .default('local')
+    .transform((s) => s.split(',').map((r) => r.trim()).filter(Boolean)),
+  LAMPION_PROXY_REQUIRE_TLS: z
+    .enum(['true', 'false', '1', '0'])
+    .default('true')
+    .transform((v) => v === 'true' || v === '1'),
+  LAMPION_TLS_CERT_FILE: optionalString,
+  LAMPION_TLS_KEY_FILE: optionalString,
+  LAMPION_API_WAIT_MS: z.coerce.number().int().min(0).max(600000).default(60000),
+  LAMPION_API_KEY_TTL_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
+  LAMPION_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(1200),
+  LAMPION_SECRET_KEY: optionalString.pipe(
+    z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 hex characters (32 bytes)').optional(),
+  ),
+  LAMPION_FAULT_INJECTION: z
+    .string()
+    .default('')
+    .transform((s) => s.split(',').map((r) => r.trim()).filter(Boolean)),
+  DATABASE_URL: optionalString,
+  TEMPORAL_ADDRESS: optionalString,
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config {
+  dataDir: string;
+  apiPort: number;
+  proxyPort: number;
+  publicHost: string;
+  temporalPort: number;
+  temporalUiPort: number;
+  controlDbPort: number;
+  computePortMin: number;
+  computePortMax: number;
+  bootstrapApiKey?: string;
+  temporalNamespace: string;
+  temporalBin?: string;
+  pgBinDir: string;
+  /** OS user that owns compute data dirs and runs postgres; undefined = the current user. */
+  pgOsUser?: string;
+  hostId: string;
+  regions: string[];
+  proxyRequireTls: boolean;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  apiWaitMs: number;
+  apiKeyTtlDays: number;
+  rateLimitPerMinute: number;
+  secretKey?: string;
+  /** Activity names that fail on purpose; for tests of compensation only. */
+  faultInjection: string[];
+  databaseUrl?: string;
+  temporalAddress?: string;
+  logLevel: Env['LOG_LEVEL'];
+}
+
+export class ConfigError extends Error {}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  if (e.LAMPION_COMPUTE_PORT_MIN > e.LAMPION_COMPUTE_PORT_MAX) {
+    throw new ConfigError('invalid configuration: LAMPION_COMPUTE_PORT_MIN is above LAMPION_COMPUTE_PORT_MAX');
+  }
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  return {
+    dataDir: path.resolve(e.LAMPION_DATA_DIR),
+    apiPort: e.LAMPION_API_PORT,
+    proxyPort: e.LAMPION_PROXY_PORT,
+    publicHost: e.LAMPION_PUBLIC_HOST,
+    temporalPort: e.LAMPION_TEMPORAL_PORT,
+    temporalUiPort: e.LAMPION_TEMPORAL_UI_PORT,
+    controlDbPort: e.LAMPION_CONTROL_DB_PORT,
+    computePortMin: e.LAMPION_COMPUTE_PORT_MIN,
+    computePortMax: e.LAMPION_COMPUTE_PORT_MAX,
+    bootstrapApiKey: e.LAMPION_BOOTSTRAP_API_KEY,
+    temporalNamespace: e.LAMPION_TEMPORAL_NAMESPACE,
+    temporalBin: e.LAMPION_TEMPORAL_BIN,
+    pgBinDir: e.LAMPION_PG_BINDIR,
+    pgOsUser: e.LAMPION_PG_OS_USER ?? (isRoot ? 'lampion' : undefined),
+    hostId: e.LAMPION_HOST_ID,
+    regions: e.LAMPION_REGIONS.length ? e.LAMPION_REGIONS : ['local'],
+    proxyRequireTls: e.LAMPION_PROXY_REQUIRE_TLS,
+    tlsCertFile: e.LAMPION_TLS_CERT_FILE,
+    tlsKeyFile: e.LAMPION_TLS_KEY_FILE,
+    apiWaitMs: e.LAMPION_API_WAIT_MS,
+    apiKeyTtlDays: e.LAMPION_API_KEY_TTL_DAYS,
+    rateLimitPerMinute: e.LAMPION_RATE_LIMIT_PER_MINUTE,
+    secretKey: e.LAMPION_SECRET_KEY,
+    faultInjection: e.LAMPION_FAULT_INJECTION,
+    databaseUrl: e.DATABASE_URL,
+    temporalAddress: e.TEMPORAL_ADDRESS,
+    logLevel: e.LOG_LEVEL,
+  };
+}
+
+export const CONTROL_TASK_QUEUE = 'lampion-control';
+export const hostTaskQueue = (hostId: string) => `host-${hostId}`;

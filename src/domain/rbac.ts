@@ -1,0 +1,31 @@
+/** Roles in increasing order of power. */
+export const ROLES = ['analyst', 'viewer', 'developer', 'admin', 'owner'] as const;
+export type Role = (typeof ROLES)[number];
+
+export function roleRank(role: Role): number {
+  return ROLES.indexOf(role);
+}
+
+export function hasRole(actual: Role, required: Role): boolean {
+  return roleRank(actual) >= roleRank(required);
+}
+
+/**
+ * The one policy table: every action a route can perform, and the least role allowed to do it.
+ * Routes name an action; the auth middleware consults this table and nothing else.
+ */
+export const POLICY = {
+  'project.list': 'viewer',
+  'project.read': 'viewer',
+  'project.create': 'developer',
+  'project.update': 'developer',
+  'project.delete': 'admin',
+  'operation.read': 'viewer',
+  'health.read': 'viewer',
+} as const satisfies Record<string, Role>;
+
+export type Action = keyof typeof POLICY;
+
+export function isAllowed(role: Role, action: Action): boolean {
+  return hasRole(role, POLICY[action]);
+}
