@@ -2,7 +2,8 @@ import path from 'node:path';
 
 import { z } from 'zod';
 
-const port = z.coerce.number().int().min(1).max(65535);
+// 0 = an ephemeral port (tests); the start command always passes real ones.
+const port = z.coerce.number().int().min(0).max(65535);
 const optionalString = z
   .string()
   .optional()
@@ -14,6 +15,7 @@ export const envSchema = z.object({
   LAMPION_API_PORT: port.default(4100),
   LAMPION_PROXY_PORT: port.default(4432),
   LAMPION_PUBLIC_HOST: z.string().min(1).default('127.0.0.1'),
+  LAMPION_LISTEN_HOST: z.string().min(1).default('127.0.0.1'),
   LAMPION_TEMPORAL_PORT: port.default(7934),
   LAMPION_TEMPORAL_UI_PORT: port.default(8934),
   LAMPION_CONTROL_DB_PORT: port.default(5934),
@@ -33,6 +35,9 @@ export const envSchema = z.object({
     .string()
     .regex(/^[a-z0-9][a-z0-9-]{0,30}$/)
     .default('local'),
+  LAMPION_TASK_QUEUE: z.string().min(1).default('lampion-control'),
+  LAMPION_STORAGE_DRIVER: z.enum(['auto', 'btrfs', 'copy']).default('auto'),
+  LAMPION_GUARD_LIBRARY: optionalString,
   LAMPION_REGIONS: z
     .string()
     .default('local')
@@ -65,6 +70,8 @@ export interface Config {
   apiPort: number;
   proxyPort: number;
   publicHost: string;
+  /** Address the API and the proxy bind to. */
+  listenHost: string;
   temporalPort: number;
   temporalUiPort: number;
   controlDbPort: number;
@@ -77,6 +84,10 @@ export interface Config {
   /** OS user that owns compute data dirs and runs postgres; undefined = the current user. */
   pgOsUser?: string;
   hostId: string;
+  controlTaskQueue: string;
+  storageDriver?: 'btrfs' | 'copy';
+  /** lampion_guard.so; default: dist/pg/lampion_guard.so when it was built. */
+  guardLibrary?: string;
   regions: string[];
   proxyRequireTls: boolean;
   tlsCertFile?: string;
@@ -110,6 +121,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     apiPort: e.LAMPION_API_PORT,
     proxyPort: e.LAMPION_PROXY_PORT,
     publicHost: e.LAMPION_PUBLIC_HOST,
+    listenHost: e.LAMPION_LISTEN_HOST,
     temporalPort: e.LAMPION_TEMPORAL_PORT,
     temporalUiPort: e.LAMPION_TEMPORAL_UI_PORT,
     controlDbPort: e.LAMPION_CONTROL_DB_PORT,
@@ -121,6 +133,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     pgBinDir: e.LAMPION_PG_BINDIR,
     pgOsUser: e.LAMPION_PG_OS_USER ?? (isRoot ? 'lampion' : undefined),
     hostId: e.LAMPION_HOST_ID,
+    controlTaskQueue: e.LAMPION_TASK_QUEUE,
+    storageDriver: e.LAMPION_STORAGE_DRIVER === 'auto' ? undefined : e.LAMPION_STORAGE_DRIVER,
+    guardLibrary: e.LAMPION_GUARD_LIBRARY,
     regions: e.LAMPION_REGIONS.length ? e.LAMPION_REGIONS : ['local'],
     proxyRequireTls: e.LAMPION_PROXY_REQUIRE_TLS,
     tlsCertFile: e.LAMPION_TLS_CERT_FILE,
@@ -136,5 +151,3 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   };
 }
 
-export const CONTROL_TASK_QUEUE = 'lampion-control';
-export const hostTaskQueue = (hostId: string) => `host-${hostId}`;

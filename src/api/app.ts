@@ -1,0 +1,89 @@
+import Koa from 'koa';
+import Router from '@koa/router';
+import { bodyParser } from '@koa/bodyparser';
+import { randomUUID } from 'node:crypto';
+import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
+import { ApiError } from './errors';
+import type { ApiDeps } from './deps';
+import { registerProjectRoutes } from './routes/projects';
+import { registerOperationRoutes } from './routes/operations';
+import { registerHealthRoutes } from './routes/health';
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
+
+export function createApp(deps: ApiDeps): Koa {
+  const app = new Koa({ proxy: false });
+  const router = new Router();
+  const registry = new OpenAPIRegistry();
+  registry.registerComponent('securitySchemes', 'bearerAuth', { type: 'http', scheme: 'bearer', description: 'lmp_live_… API key' });
+
+  registerHealthRoutes(router, registry, deps);
+  registerProjectRoutes(router, registry, deps);
+  registerOperationRoutes(router, registry, deps);
+
+  const document = new OpenApiGeneratorV31(registry.definitions).generateDocument({
+    openapi: '3.1.0',
+    info: { title: 'Lampion API', version: '1.0.0', description: 'Projects, branches and computes of self-hosted PostgreSQL.' },
+    servers: [{ url: '/' }],
+  });
+  router.get('/v1/openapi.json', (ctx) => {
+    ctx.body = document;
+  });
+
+  // Request id and access log first, so every later error carries both.
+  app.use(async (ctx, next) => {
+    const incoming = ctx.get('x-request-id');
+    const requestId = REQUEST_ID_RE.test(incoming) ? incoming : randomUUID();
+    ctx.state.requestId = requestId;
+    ctx.set('X-Request-Id', requestId);
+    const log = deps.logger.child({ request_id: requestId });
+    ctx.state.log = log;
+    const started = process.hrtime.bigint();
+    try {
+      await next();
+    } finally {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      log.info({ method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms * 10) / 10, org: ctx.state.auth?.orgId }, 'request');
+    }
+  });
+
+  app.use(async (ctx, next) => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        throw new ApiError(404, 'not_found', `no route for ${ctx.method} ${ctx.path}`);
+      }
+    } catch (err) {
+      const e =
+        err instanceof ApiError
+          ? err
+          : new ApiError(500, 'internal', 'internal error; the request id identifies it in the logs', undefined);
+      if (!(err instanceof ApiError)) ctx.state.log?.error({ err }, 'unhandled error');
+      for (const [k, v] of Object.entries(e.headers ?? {})) ctx.set(k, v);
+      ctx.status = e.status;
+      ctx.body = { error: { code: e.code, message: e.message, ...(e.details === undefined ? {} : { details: e.details }), request_id: ctx.state.requestId } };
+    }
+  });
+
+  app.use(
+    bodyParser({
+      enableTypes: ['json'],
+      jsonLimit: '1mb',
+      onError: (err) => {
+        const tooLarge = (err as { status?: number }).status === 413;
+        throw tooLarge
+          ? new ApiError(413, 'payload_too_large', 'request body exceeds 1 MB')
+          : new ApiError(400, 'malformed_json', `request body is not valid JSON: ${err.message}`);
+      },
+    }),
+  );
+  app.use(router.routes());
+  app.use(
+    router.allowedMethods({
+      throw: true,
+      methodNotAllowed: () => new ApiError(405, 'method_not_allowed', 'method not allowed on this route'),
+      notImplemented: () => new ApiError(501, 'not_implemented', 'method not implemented'),
+    }),
+  );
+  return app;
+}

@@ -1,0 +1,22 @@
+import type { Client } from '@temporalio/client';
+import type { Logger } from 'pino';
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Config } from '../config';
+import type { Db } from '../db';
+
+export interface ComponentProbe {
+  (): Promise<{ status: 'ok' | 'down' | 'external'; detail?: string }>;
+}
+
+export interface ApiDeps {
+  config: Config;
+  db: Db;
+  /** Seals and opens database passwords stored in the catalog. */
+  secretKey: Buffer;
+  temporal: Client;
+  logger: Logger;
+  rateLimiter: RateLimiterAbstract;
+  /** Public port of the proxy, written into connection strings. */
+  proxyPort: () => number;
+  probes: Record<string, ComponentProbe>;
+}

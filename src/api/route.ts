@@ -1,0 +1,84 @@
+import type Koa from 'koa';
+import type Router from '@koa/router';
+import { z } from 'zod';
+import { OpenAPIRegistry, extendZodWithOpenApi } from '@asteasolutions/zod-to-openapi';
+import type { Action } from '../domain/rbac';
+import { validationError } from './errors';
+import { authorize, AuthContext } from './auth';
+import type { ApiDeps } from './deps';
+
+extendZodWithOpenApi(z);
+
+export const errorEnvelope = z
+  .object({
+    error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
+  })
+  .openapi('Error');
+
+type Method = 'get' | 'post' | 'patch' | 'put' | 'delete';
+
+export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType> {
+  method: Method;
+  /** OpenAPI style: /v1/projects/{project_id} */
+  path: string;
+  summary: string;
+  tags: string[];
+  /** null = public (no API key). */
+  action: Action | null;
+  params?: P;
+  query?: Q;
+  body?: B;
+  responses: Record<number, { description: string; schema?: z.ZodType }>;
+  handler: (
+    ctx: Koa.Context,
+    input: { params: z.infer<P>; query: z.infer<Q>; body: z.infer<B>; auth: AuthContext },
+  ) => Promise<void>;
+}
+
+/**
+ * Declares a route once: the same zod schemas validate the request and describe it in the
+ * OpenAPI document, and the route's action is checked against the RBAC policy table.
+ */
+export function defineRoute<P extends z.ZodType = z.ZodObject<{}>, Q extends z.ZodType = z.ZodObject<{}>, B extends z.ZodType = z.ZodUndefined>(
+  router: Router,
+  registry: OpenAPIRegistry,
+  deps: ApiDeps,
+  spec: RouteSpec<P, Q, B>,
+): void {
+  const responses: Record<string, unknown> = {};
+  for (const [status, r] of Object.entries(spec.responses)) {
+    responses[status] = r.schema ? { description: r.description, content: { 'application/json': { schema: r.schema } } } : { description: r.description };
+  }
+  for (const status of spec.action ? [401, 403, 404, 422, 429] : [422]) {
+    responses[status] ??= { description: 'Error', content: { 'application/json': { schema: errorEnvelope } } };
+  }
+  registry.registerPath({
+    method: spec.method,
+    path: spec.path,
+    summary: spec.summary,
+    tags: spec.tags,
+    security: spec.action ? [{ bearerAuth: [] }] : [],
+    request: {
+      params: spec.params as any,
+      query: spec.query as any,
+      body: spec.body ? { content: { 'application/json': { schema: spec.body } }, required: true } : undefined,
+    },
+    responses: responses as any,
+  });
+
+  const koaPath = spec.path.replace(/\{(\w+)\}/g, ':$1');
+  router[spec.method](koaPath, async (ctx) => {
+    const auth = spec.action ? await authorize(ctx, deps, spec.action) : (undefined as unknown as AuthContext);
+    const params = parse('path', spec.params, ctx.params ?? {});
+    const query = parse('query', spec.query, ctx.query ?? {});
+    const body = spec.body ? parse('body', spec.body, (ctx.request as any).body ?? {}) : undefined;
+    await spec.handler(ctx, { params, query, body: body as any, auth });
+  });
+}
+
+function parse<T extends z.ZodType>(where: 'body' | 'query' | 'path', schema: T | undefined, value: unknown): z.infer<T> {
+  if (!schema) return {} as z.infer<T>;
+  const r = schema.safeParse(value);
+  if (!r.success) throw validationError(where, r.error);
+  return r.data;
+}

@@ -1,0 +1,36 @@
+import type Router from '@koa/router';
+import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
+import { z } from 'zod';
+import { defineRoute } from '../route';
+import type { ApiDeps } from '../deps';
+
+const component = z.object({ status: z.enum(['ok', 'down', 'external']), detail: z.string().optional() });
+
+export function registerHealthRoutes(router: Router, registry: OpenAPIRegistry, deps: ApiDeps) {
+  defineRoute(router, registry, deps, {
+    method: 'get',
+    path: '/health',
+    summary: 'State of each component (no API key needed)',
+    tags: ['Health'],
+    action: null,
+    responses: {
+      200: { description: 'Every component is up', schema: z.object({ status: z.enum(['ok', 'degraded']), components: z.record(z.string(), component) }) },
+      503: { description: 'A component is down' },
+    },
+    handler: async (ctx) => {
+      const entries = await Promise.all(
+        Object.entries(deps.probes).map(async ([name, probe]) => {
+          try {
+            return [name, await probe()] as const;
+          } catch (err) {
+            return [name, { status: 'down' as const, detail: (err as Error).message }] as const;
+          }
+        }),
+      );
+      const components = Object.fromEntries(entries);
+      const ok = entries.every(([, c]) => c.status !== 'down');
+      ctx.status = ok ? 200 : 503;
+      ctx.body = { status: ok ? 'ok' : 'degraded', components };
+    },
+  });
+}

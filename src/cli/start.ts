@@ -1,0 +1,49 @@
+import { loadConfig, ConfigError } from '../config';
+import { Stack, Roles, ALL_ROLES } from '../stack/stack';
+
+/** `npm start` (all roles) or one role per process: --role=api|worker|proxy (docker-compose). */
+function parseRoles(argv: string[]): Roles {
+  const arg = argv.find((a) => a.startsWith('--role='));
+  const role = arg?.slice('--role='.length) ?? 'all';
+  if (role === 'all') return ALL_ROLES;
+  if (role === 'api' || role === 'worker' || role === 'proxy') return { api: role === 'api', worker: role === 'worker', proxy: role === 'proxy' };
+  throw new ConfigError(`unknown --role=${role}; use all, api, worker or proxy`);
+}
+
+async function main() {
+  const config = loadConfig();
+  const roles = parseRoles(process.argv.slice(2));
+  const stack = await Stack.start(config, roles);
+  const lines = ['', 'Lampion is running. Ctrl-C stops everything.'];
+  if (roles.api) {
+    lines.push(`  API           http://${config.publicHost}:${stack.apiPort}/v1   (health: /health, OpenAPI: /v1/openapi.json)`);
+  }
+  if (roles.proxy) lines.push(`  Proxy         ${config.publicHost}:${stack.proxyPort}   (Postgres wire protocol, TLS)`);
+  lines.push(`  Temporal      ${stack.temporalAddress}   namespace ${config.temporalNamespace}`);
+  if (stack.temporalUiUrl) lines.push(`  Temporal UI   ${stack.temporalUiUrl}/namespaces/${config.temporalNamespace}/workflows`);
+  lines.push(`  Data dir      ${config.dataDir}`);
+  if (stack.firstOwnerKey) {
+    lines.push('', `  Owner API key (shown once; store it now): ${stack.firstOwnerKey}`);
+    lines.push(`  Try: curl -H "Authorization: Bearer ${stack.firstOwnerKey}" http://${config.publicHost}:${stack.apiPort}/v1/projects`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n\n`);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) {
+      process.stderr.write('second signal: exiting now\n');
+      process.exit(1);
+    }
+    stopping = true;
+    stack.logger.info({ signal }, 'stopping');
+    await stack.stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+main().catch((err) => {
+  process.stderr.write(`lampion: ${err instanceof ConfigError ? err.message : err?.stack ?? err}\n`);
+  process.exit(1);
+});

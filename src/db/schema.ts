@@ -1,0 +1,97 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+import type { Role } from '../domain/rbac';
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+
+export type ProjectStatus = 'provisioning' | 'ready' | 'deleting' | 'failed';
+export type EndpointStatus = 'provisioning' | 'running' | 'suspended' | 'deleting';
+export type OperationStatus = 'running' | 'succeeded' | 'failed';
+
+export interface OrganizationsTable {
+  id: string;
+  name: string;
+  created_at: Timestamp;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  org_id: string;
+  name: string;
+  role: Role;
+  key_hash: string;
+  prefix: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  revoked_at: Timestamp | null;
+  last_used_at: Timestamp | null;
+}
+
+export interface ProjectsTable {
+  id: string;
+  org_id: string;
+  name: string;
+  region: string;
+  status: ProjectStatus;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface BranchesTable {
+  id: string;
+  project_id: string;
+  name: string;
+  is_primary: boolean;
+  parent_id: string | null;
+  parent_lsn: string | null;
+  /** Storage driver that created the data dir (btrfs | copy | initdb). */
+  driver: string;
+  host_id: string;
+  created_at: Timestamp;
+}
+
+export interface EndpointsTable {
+  id: string;
+  project_id: string;
+  branch_id: string;
+  host_id: string;
+  port: number | null;
+  status: EndpointStatus;
+  /** AES-GCM sealed password of cloud_admin (see domain/secrets). */
+  pg_password_enc: string;
+  compute_cu: ColumnType<number, number | undefined, number>;
+  auto_suspend_seconds: ColumnType<number, number | undefined, number>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface OperationsTable {
+  id: string;
+  org_id: string;
+  project_id: string;
+  kind: string;
+  workflow_id: string;
+  status: OperationStatus;
+  step: string | null;
+  error: ColumnType<unknown, string | null | undefined, string | null>;
+  result: ColumnType<unknown, string | null | undefined, string | null>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface Database {
+  organizations: OrganizationsTable;
+  api_keys: ApiKeysTable;
+  projects: ProjectsTable;
+  branches: BranchesTable;
+  endpoints: EndpointsTable;
+  operations: OperationsTable;
+}
+
+export type ApiKeyRow = Selectable<ApiKeysTable>;
+export type ProjectRow = Selectable<ProjectsTable>;
+export type BranchRow = Selectable<BranchesTable>;
+export type EndpointRow = Selectable<EndpointsTable>;
+export type OperationRow = Selectable<OperationsTable>;
+export type NewProject = Insertable<ProjectsTable>;
+export type ProjectUpdate = Updateable<ProjectsTable>;
+export type { Generated };

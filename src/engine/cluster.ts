@@ -1,0 +1,158 @@
+import path from 'node:path';
+import { promises as fsp } from 'node:fs';
+import { Client } from 'pg';
+import { run, OsUser, CommandError } from './exec';
+import { exists, writeFileAtomic } from './fs';
+
+/** Where the Postgres binaries are and who runs them. */
+export interface PgInstall {
+  binDir: string;
+  user?: OsUser;
+  /** Absolute path of lampion_guard.so, when built; see src/engine/guard. */
+  guardLibrary?: string;
+}
+
+/** The platform's own superuser. It may only connect over the private unix socket. */
+export const SYSTEM_ROLE = 'lampion_system';
+
+const HBA = `# Managed by Lampion. The platform superuser is reachable only over the private socket.
+local   all          ${SYSTEM_ROLE}                      trust
+local   replication  ${SYSTEM_ROLE}                      trust
+local   all          all                                 reject
+host    all          ${SYSTEM_ROLE}   all                reject
+host    replication  all              127.0.0.1/32       scram-sha-256
+host    all          all              127.0.0.1/32       scram-sha-256
+host    all          all              ::1/128            scram-sha-256
+`;
+
+const bin = (pg: PgInstall, name: string) => path.join(pg.binDir, name);
+
+/**
+ * initdb into an existing, empty, compute-owned directory. Files are synced once with syncfs
+ * instead of initdb's per-file fsync: same durability, a fraction of the time.
+ */
+export async function initCluster(pg: PgInstall, dataDir: string): Promise<void> {
+  await run(
+    bin(pg, 'initdb'),
+    ['-D', dataDir, '-U', SYSTEM_ROLE, '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync', '--no-instructions'],
+    { user: pg.user, timeoutMs: 120_000 },
+  );
+  await writeFileAtomic(path.join(dataDir, 'pg_hba.conf'), HBA, pg.user);
+  await fsp.appendFile(path.join(dataDir, 'postgresql.conf'), "\ninclude_if_exists = 'lampion.conf'\n");
+  await run('sync', ['-f', dataDir]);
+}
+
+export interface RuntimeSettings {
+  port: number;
+  socketDir: string;
+  walArchiveDir: string;
+  /** Extra GUCs from sizing; values are numbers or plain identifiers only. */
+  extra?: Record<string, string | number>;
+}
+
+function quoteConf(v: string): string {
+  return `'${v.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+}
+
+function shellQuote(v: string): string {
+  return `'${v.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * The settings an endpoint needs, rewritten before every start: a forked data dir inherits its
+ * parent's file, and the port, socket and WAL archive belong to the endpoint and branch at hand.
+ */
+export function renderRuntimeConf(pg: PgInstall, s: RuntimeSettings): string {
+  const preload = ['pg_stat_statements', ...(pg.guardLibrary ? [pg.guardLibrary] : [])].join(',');
+  const archive = `test ! -f ${shellQuote(s.walArchiveDir)}/%f && cp %p ${shellQuote(s.walArchiveDir)}/%f`;
+  const settings: Record<string, string | number> = {
+    listen_addresses: '127.0.0.1',
+    port: s.port,
+    unix_socket_directories: s.socketDir,
+    unix_socket_permissions: '0700',
+    shared_preload_libraries: preload,
+    'pg_stat_statements.track': 'all',
+    wal_level: 'replica',
+    max_wal_senders: 10,
+    wal_keep_size: '256MB',
+    hot_standby: 'on',
+    archive_mode: 'on',
+    archive_command: archive,
+    // A fork starts with crash recovery; syncfs makes that start ~10x faster than walking every file.
+    recovery_init_sync_method: 'syncfs',
+    password_encryption: 'scram-sha-256',
+    log_line_prefix: '%m [%p] %q%u@%d ',
+    log_connections: 'off',
+    ...s.extra,
+  };
+  const lines = Object.entries(settings).map(([k, v]) => `${k} = ${typeof v === 'number' ? v : quoteConf(v)}`);
+  return `# Managed by Lampion; rewritten at every start.\n${lines.join('\n')}\n`;
+}
+
+export async function writeRuntimeConf(pg: PgInstall, dataDir: string, s: RuntimeSettings): Promise<void> {
+  await writeFileAtomic(path.join(dataDir, 'lampion.conf'), renderRuntimeConf(pg, s), pg.user);
+}
+
+export async function isRunning(pg: PgInstall, dataDir: string): Promise<boolean> {
+  if (!(await exists(path.join(dataDir, 'postmaster.pid')))) return false;
+  try {
+    await run(bin(pg, 'pg_ctl'), ['status', '-D', dataDir], { user: pg.user });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts postgres and waits until it accepts connections. Idempotent. */
+export async function startCluster(pg: PgInstall, dataDir: string, logFile: string): Promise<void> {
+  if (await isRunning(pg, dataDir)) return;
+  try {
+    await run(bin(pg, 'pg_ctl'), ['start', '-w', '-t', '120', '-s', '-D', dataDir, '-l', logFile], {
+      user: pg.user,
+      timeoutMs: 130_000,
+    });
+  } catch (err) {
+    const tail = await tailFile(logFile, 8);
+    throw new CommandError('pg_ctl start', (err as CommandError).code ?? null, `${(err as Error).message}\n${tail}`);
+  }
+}
+
+/** Fast shutdown (clients disconnected, clean checkpoint). Idempotent. */
+export async function stopCluster(pg: PgInstall, dataDir: string, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+  if (!(await isRunning(pg, dataDir))) return;
+  await run(bin(pg, 'pg_ctl'), ['stop', '-w', '-t', '120', '-s', '-m', mode, '-D', dataDir], {
+    user: pg.user,
+    timeoutMs: 130_000,
+  });
+}
+
+export async function tailFile(file: string, lines: number): Promise<string> {
+  try {
+    const text = await fsp.readFile(file, 'utf8');
+    return text.split('\n').slice(-lines - 1).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+/** A superuser session over the endpoint's private socket. */
+export async function systemClient(socketDir: string, port: number, database = 'postgres'): Promise<Client> {
+  const client = new Client({ host: socketDir, port, user: SYSTEM_ROLE, database });
+  client.on('error', () => undefined);
+  await client.connect();
+  return client;
+}
+
+export async function withSystemClient<T>(
+  socketDir: string,
+  port: number,
+  fn: (c: Client) => Promise<T>,
+  database = 'postgres',
+): Promise<T> {
+  const client = await systemClient(socketDir, port, database);
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}

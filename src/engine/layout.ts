@@ -1,0 +1,37 @@
+import path from 'node:path';
+import os from 'node:os';
+import { createHash } from 'node:crypto';
+
+/** Where a host keeps each kind of file under LAMPION_DATA_DIR. */
+export class HostLayout {
+  constructor(readonly dataDir: string) {}
+
+  get branchesDir() {
+    return path.join(this.dataDir, 'branches');
+  }
+  branchDataDir(branchId: string) {
+    return path.join(this.branchesDir, branchId);
+  }
+  get endpointsDir() {
+    return path.join(this.dataDir, 'endpoints');
+  }
+  endpointDir(endpointId: string) {
+    return path.join(this.endpointsDir, endpointId);
+  }
+  endpointLogFile(endpointId: string) {
+    return path.join(this.endpointDir(endpointId), 'postgres.log');
+  }
+  /** Unix socket paths are limited to 107 bytes; deep data dirs fall back to a short tmp path. */
+  socketDir(endpointId: string) {
+    const preferred = path.join(this.endpointDir(endpointId), 'sock');
+    if (preferred.length + '/.s.PGSQL.65535.lock'.length < 100) return preferred;
+    const tag = createHash('sha1').update(this.dataDir).digest('hex').slice(0, 10);
+    return path.join(os.tmpdir(), `lampion-${tag}`, endpointId);
+  }
+  get walDir() {
+    return path.join(this.dataDir, 'wal');
+  }
+  walArchiveDir(branchId: string) {
+    return path.join(this.walDir, branchId);
+  }
+}

@@ -1,0 +1,288 @@
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import fs from 'node:fs';
+import pino, { Logger } from 'pino';
+import { sql } from 'kysely';
+import { RateLimiterMemory } from 'rate-limiter-flexible';
+import type { Client, Connection } from '@temporalio/client';
+import type { NativeConnection } from '@temporalio/worker';
+import { Config, ConfigError } from '../config';
+import { createDb, Db, migrateToLatest } from '../db';
+import { bootstrapAccess } from '../db/apiKeys';
+import { resolveOsUser } from '../engine/exec';
+import { PgInstall } from '../engine/cluster';
+import { HostEngine } from '../engine/host';
+import { HostLayout } from '../engine/layout';
+import { isPortFree } from '../engine/ports';
+import { createApp } from '../api/app';
+import type { ApiDeps } from '../api/deps';
+import { ProxyServer } from '../proxy/server';
+import { loadOrCreateTls } from '../proxy/tls';
+import { connectClient, connectWorker, ensureNamespace } from '../temporal/connect';
+import { startWorkers, RunningWorkers } from '../workers';
+import { loadSecretKey } from './secretKey';
+import { startControlDb, ControlDb } from './controlDb';
+import { startTemporalServer, TemporalServer } from './temporalServer';
+
+export interface Roles {
+  api: boolean;
+  worker: boolean;
+  proxy: boolean;
+}
+
+export const ALL_ROLES: Roles = { api: true, worker: true, proxy: true };
+
+/** lampion_guard.so as built by scripts/build-guard.sh, when present. */
+function defaultGuardLibrary(): string | undefined {
+  let dir = __dirname;
+  for (let i = 0; i < 5; i++) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) {
+      const so = path.join(dir, 'dist', 'pg', 'lampion_guard.so');
+      return fs.existsSync(so) ? so : undefined;
+    }
+    dir = path.dirname(dir);
+  }
+  return undefined;
+}
+
+async function assertPortFree(port: number, variable: string, host: string): Promise<void> {
+  if (port !== 0 && !(await isPortFree(port, host))) {
+    throw new ConfigError(`port ${port} is already in use (${variable}); set ${variable} to a free port`);
+  }
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1' });
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Everything a Lampion process runs, started in dependency order and stopped in reverse:
+ * embedded control DB and Temporal (unless external ones are configured), catalog migrations,
+ * workers, proxy, API.
+ */
+export class Stack {
+  readonly logger: Logger;
+  db!: Db;
+  engine!: HostEngine;
+  temporal!: Client;
+  temporalAddress!: string;
+  firstOwnerKey?: string;
+  private controlDb?: ControlDb;
+  private temporalServer?: TemporalServer;
+  private connection?: Connection;
+  private workerConnection?: NativeConnection;
+  private workers?: RunningWorkers;
+  proxy?: ProxyServer;
+  private server?: http.Server;
+  private stopped = false;
+
+  private constructor(
+    readonly config: Config,
+    readonly roles: Roles,
+    logger?: Logger,
+  ) {
+    this.logger = logger ?? pino({ level: config.logLevel, base: { host: config.hostId } });
+  }
+
+  static async start(config: Config, roles: Roles = ALL_ROLES, logger?: Logger): Promise<Stack> {
+    const stack = new Stack(config, roles, logger);
+    try {
+      await stack.boot();
+    } catch (err) {
+      await stack.stop().catch(() => undefined);
+      throw err;
+    }
+    return stack;
+  }
+
+  get apiPort(): number {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? a.port : this.config.apiPort;
+  }
+
+  get proxyPort(): number {
+    return this.proxy?.port ?? this.config.proxyPort;
+  }
+
+  get temporalUiUrl(): string | undefined {
+    return this.temporalServer?.uiUrl;
+  }
+
+  private async boot(): Promise<void> {
+    const c = this.config;
+    const listenHost = c.listenHost;
+    if (this.roles.api) await assertPortFree(c.apiPort, 'LAMPION_API_PORT', listenHost);
+    if (this.roles.proxy) await assertPortFree(c.proxyPort, 'LAMPION_PROXY_PORT', listenHost);
+    fs.mkdirSync(c.dataDir, { recursive: true });
+    const pg: PgInstall = {
+      binDir: c.pgBinDir,
+      user: resolveOsUser(c.pgOsUser),
+      guardLibrary: c.guardLibrary ?? defaultGuardLibrary(),
+    };
+    const secretKey = loadSecretKey(c);
+
+    if (!c.databaseUrl) {
+      const running = fs.existsSync(path.join(c.dataDir, 'control', 'pgdata', 'postmaster.pid'));
+      if (!running) await assertPortFree(c.controlDbPort, 'LAMPION_CONTROL_DB_PORT', '127.0.0.1');
+      this.controlDb = await startControlDb(pg, c.dataDir, c.controlDbPort);
+    }
+    this.db = createDb(c.databaseUrl ?? this.controlDb!.url);
+    await migrateToLatest(this.db);
+    this.firstOwnerKey = (await bootstrapAccess(this.db, { bootstrapKey: c.bootstrapApiKey, ttlDays: c.apiKeyTtlDays })).firstOwnerKey;
+
+    if (!c.temporalAddress) {
+      if (!c.temporalBin) throw new ConfigError('LAMPION_TEMPORAL_BIN is not set and TEMPORAL_ADDRESS is empty: run through `npm start`, which installs the Temporal CLI');
+      await assertPortFree(c.temporalPort, 'LAMPION_TEMPORAL_PORT', '127.0.0.1');
+      await assertPortFree(c.temporalUiPort, 'LAMPION_TEMPORAL_UI_PORT', '127.0.0.1');
+      this.temporalServer = await startTemporalServer({
+        bin: c.temporalBin,
+        port: c.temporalPort,
+        uiPort: c.temporalUiPort,
+        dataDir: c.dataDir,
+        namespace: c.temporalNamespace,
+      });
+    }
+    this.temporalAddress = c.temporalAddress ?? this.temporalServer!.address;
+    const { connection, client } = await connectClient(this.temporalAddress, c.temporalNamespace);
+    this.connection = connection;
+    this.temporal = client;
+    await ensureNamespace(connection, c.temporalNamespace);
+
+    this.engine = new HostEngine(new HostLayout(c.dataDir), pg, c.storageDriver);
+    if (this.roles.worker) {
+      await this.engine.prepare();
+      await this.reconcileEndpoints();
+      this.workerConnection = await connectWorker(this.temporalAddress);
+      this.workers = await startWorkers({
+        connection: this.workerConnection,
+        namespace: c.temporalNamespace,
+        controlTaskQueue: c.controlTaskQueue,
+        hostId: c.hostId,
+        db: this.db,
+        engine: this.engine,
+        secretKey,
+        portRange: { min: c.computePortMin, max: c.computePortMax },
+        faults: c.faultInjection,
+        logger: this.logger.child({ component: 'worker' }),
+        control: true,
+        host: true,
+      });
+    }
+
+    if (this.roles.proxy) {
+      const tls = await loadOrCreateTls(path.join(c.dataDir, 'tls'), c.tlsCertFile, c.tlsKeyFile);
+      this.proxy = new ProxyServer({
+        port: c.proxyPort,
+        host: listenHost,
+        tls,
+        requireTls: c.proxyRequireTls,
+        logger: this.logger.child({ component: 'proxy' }),
+        resolve: async (endpointId) => {
+          const ep = await this.db.selectFrom('endpoints').select(['port', 'status']).where('id', '=', endpointId).executeTakeFirst();
+          if (!ep) return undefined;
+          if (ep.status !== 'running' || ep.port === null) throw new Error(`endpoint "${endpointId}" is ${ep.status}, not accepting connections`);
+          return { host: '127.0.0.1', port: ep.port };
+        },
+      });
+      await this.proxy.start();
+    }
+
+    if (this.roles.api) {
+      const deps: ApiDeps = {
+        config: c,
+        db: this.db,
+        secretKey,
+        temporal: this.temporal,
+        logger: this.logger.child({ component: 'api' }),
+        rateLimiter: new RateLimiterMemory({ points: c.rateLimitPerMinute, duration: 60 }),
+        proxyPort: () => this.proxyPort,
+        probes: this.probes(),
+      };
+      const app = createApp(deps);
+      this.server = http.createServer(app.callback());
+      await new Promise<void>((resolve, reject) => {
+        this.server!.once('error', reject);
+        this.server!.listen(c.apiPort, listenHost, () => resolve());
+      });
+    }
+  }
+
+  private probes(): ApiDeps['probes'] {
+    const c = this.config;
+    return {
+      control_db: async () => {
+        await sql`select 1`.execute(this.db);
+        return { status: 'ok', detail: this.controlDb ? 'embedded' : 'external' };
+      },
+      temporal: async () => {
+        await this.connection!.workflowService.getSystemInfo({});
+        return { status: 'ok', detail: this.temporalAddress };
+      },
+      worker: async () => {
+        const res = await this.connection!.workflowService.describeTaskQueue({
+          namespace: c.temporalNamespace,
+          taskQueue: { name: c.controlTaskQueue },
+          taskQueueType: 1, // WORKFLOW
+        });
+        const pollers = res.pollers?.length ?? 0;
+        return pollers > 0 ? { status: 'ok', detail: `${pollers} poller(s) on ${c.controlTaskQueue}` } : { status: 'down', detail: `no worker polls ${c.controlTaskQueue}` };
+      },
+      proxy: async () => {
+        const up = this.proxy ? this.proxy.listening : await canConnect(c.proxyPort);
+        return up ? { status: 'ok', detail: `port ${this.proxyPort}` } : { status: 'down', detail: `nothing listens on ${this.proxyPort}` };
+      },
+    };
+  }
+
+  /** After a restart, bring back every compute this host should be running. */
+  private async reconcileEndpoints(): Promise<void> {
+    const rows = await this.db
+      .selectFrom('endpoints')
+      .select(['id', 'branch_id', 'port'])
+      .where('host_id', '=', this.config.hostId)
+      .where('status', '=', 'running')
+      .execute();
+    await Promise.all(
+      rows.map(async (r) => {
+        if (r.port === null) return;
+        try {
+          await this.engine.startEndpoint({ endpointId: r.id, branchId: r.branch_id, port: r.port });
+        } catch (err) {
+          this.logger.error({ err, endpoint: r.id }, 'could not restart endpoint');
+        }
+      }),
+    );
+  }
+
+  /** Stops this host's computes without changing their desired state: a restart brings them back. */
+  private async stopHostComputes(): Promise<void> {
+    const rows = await this.db.selectFrom('endpoints').select(['id', 'branch_id']).where('host_id', '=', this.config.hostId).execute();
+    await Promise.all(
+      rows.map((r) =>
+        this.engine.stopEndpoint({ branchId: r.branch_id }).catch((err) => this.logger.error({ err, endpoint: r.id }, 'could not stop endpoint')),
+      ),
+    );
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.server) {
+      this.server.closeAllConnections?.();
+      await new Promise((r) => this.server!.close(r));
+    }
+    await this.proxy?.stop().catch(() => undefined);
+    await this.workers?.shutdown().catch(() => undefined);
+    await this.workerConnection?.close().catch(() => undefined);
+    if (this.roles.worker && this.db && this.engine) await this.stopHostComputes().catch(() => undefined);
+    await this.connection?.close().catch(() => undefined);
+    await this.db?.destroy().catch(() => undefined);
+    await this.temporalServer?.stop();
+    await this.controlDb?.stop();
+  }
+}

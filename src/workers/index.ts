@@ -1,0 +1,95 @@
+import { Worker, NativeConnection, bundleWorkflowCode, Runtime, DefaultLogger, LogLevel } from '@temporalio/worker';
+import type { Logger } from 'pino';
+import type { Db } from '../db';
+import type { HostEngine } from '../engine/host';
+import { createCatalogActivities } from '../activities/catalog';
+import { createHostActivities } from '../activities/host';
+import { hostTaskQueue } from '../domain/queues';
+
+let bundle: Promise<{ code: string }> | undefined;
+let runtimeInstalled = false;
+
+/** Bundling takes seconds; do it once per process. */
+function workflowBundle() {
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: new DefaultLogger('WARN') });
+  return bundle;
+}
+
+export interface WorkerOptions {
+  connection: NativeConnection;
+  namespace: string;
+  controlTaskQueue: string;
+  hostId: string;
+  db: Db;
+  engine: HostEngine;
+  secretKey: Buffer;
+  portRange: { min: number; max: number };
+  faults: readonly string[];
+  logger: Logger;
+  /** Which workers this process runs. */
+  control: boolean;
+  host: boolean;
+}
+
+export interface RunningWorkers {
+  shutdown(): Promise<void>;
+  state(): Record<string, string>;
+}
+
+/**
+ * The control-plane worker (workflows + catalog activities) and the host worker (engine
+ * activities on host-<id>). One machine runs both; a fleet runs one host worker per machine.
+ */
+export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
+  if (!runtimeInstalled) {
+    runtimeInstalled = true;
+    const levels: Record<string, LogLevel> = { trace: 'TRACE', debug: 'DEBUG', info: 'INFO', warn: 'WARN', error: 'ERROR' };
+    Runtime.install({
+      logger: new DefaultLogger(levels[o.logger.level] ?? 'WARN', (entry) => {
+        const level = entry.level === 'TRACE' ? 'trace' : (entry.level.toLowerCase() as 'debug' | 'info' | 'warn' | 'error');
+        o.logger[level]({ temporal: true, ...entry.meta }, entry.message);
+      }),
+    });
+  }
+  const workers: Worker[] = [];
+  if (o.control) {
+    workers.push(
+      await Worker.create({
+        connection: o.connection,
+        namespace: o.namespace,
+        taskQueue: o.controlTaskQueue,
+        workflowBundle: await workflowBundle(),
+        activities: createCatalogActivities({ db: o.db, secretKey: o.secretKey, faults: o.faults }),
+      }),
+    );
+  }
+  if (o.host) {
+    workers.push(
+      await Worker.create({
+        connection: o.connection,
+        namespace: o.namespace,
+        taskQueue: hostTaskQueue(o.hostId),
+        activities: createHostActivities({
+          db: o.db,
+          engine: o.engine,
+          hostId: o.hostId,
+          secretKey: o.secretKey,
+          portRange: o.portRange,
+          faults: o.faults,
+        }),
+      }),
+    );
+  }
+  const runs = workers.map((w) =>
+    w.run().catch((err) => {
+      o.logger.error({ err }, 'worker stopped with an error');
+    }),
+  );
+  return {
+    state: () => Object.fromEntries(workers.map((w) => [w.options.taskQueue, w.getState()])),
+    async shutdown() {
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+      await Promise.all(runs);
+    },
+  };
+}

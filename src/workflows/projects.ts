@@ -1,0 +1,85 @@
+import { CancellationScope } from '@temporalio/workflow';
+import { catalog, host, Saga, describeFailure } from './common';
+import type { ProjectRecordsInput } from '../activities/catalog';
+
+export interface CreateProjectInput extends ProjectRecordsInput {
+  operationId: string;
+}
+
+export interface CreateProjectResult {
+  projectId: string;
+  branchId: string;
+  endpointId: string;
+  port: number;
+  driver: string;
+  userCanCreateRoles: boolean;
+}
+
+/** Catalog rows, a fresh cluster on the primary branch, its endpoint running, the user role. */
+export async function createProject(input: CreateProjectInput): Promise<CreateProjectResult> {
+  const saga = new Saga(['catalog', 'reserve_port', 'init_cluster', 'start_compute', 'bootstrap_roles', 'finalize']);
+  const h = host(input.hostId);
+  try {
+    await saga.runGuarded('catalog', () => catalog.createProjectRecords(input), () => catalog.purgeProject(input.projectId));
+    // The port lives on the endpoint row: purging the catalog releases it.
+    const port = await saga.run('reserve_port', () => h.reservePort(input.endpointId));
+    const { driver } = await saga.runGuarded('init_cluster', () => h.createRootBranchData(input.branchId), () =>
+      h.removeBranchData(input.branchId),
+    );
+    await saga.runGuarded('start_compute', () => h.startEndpoint(input.endpointId), async () => {
+      await h.stopEndpoint({ endpointId: input.endpointId, branchId: input.branchId });
+      await h.removeEndpointFiles(input.endpointId);
+    });
+    const { createRole } = await saga.run('bootstrap_roles', () => h.bootstrapEndpoint(input.endpointId));
+    await saga.run('finalize', () =>
+      catalog.markProjectReady({ projectId: input.projectId, branchId: input.branchId, endpointId: input.endpointId, driver }),
+    );
+    const result: CreateProjectResult = {
+      projectId: input.projectId,
+      branchId: input.branchId,
+      endpointId: input.endpointId,
+      port,
+      driver,
+      userCanCreateRoles: createRole,
+    };
+    await catalog.finishOperation({ operationId: input.operationId, status: 'succeeded', step: 'done', result });
+    return result;
+  } catch (err) {
+    const failedStep = saga.step;
+    await saga.compensate();
+    await CancellationScope.nonCancellable(() =>
+      catalog.finishOperation({ operationId: input.operationId, status: 'failed', step: failedStep, error: describeFailure(err) }),
+    );
+    throw err;
+  }
+}
+
+export interface DeleteProjectInput {
+  operationId: string;
+  projectId: string;
+}
+
+/** Stop every compute, remove every data dir, then forget the project. Safe to retry. */
+export async function deleteProject(input: DeleteProjectInput): Promise<void> {
+  const saga = new Saga(['mark_deleting', 'stop_computes', 'remove_data', 'purge_catalog']);
+  try {
+    const endpoints = await saga.run('mark_deleting', () => catalog.markProjectDeleting(input.projectId));
+    await saga.run('stop_computes', () =>
+      Promise.all(
+        endpoints.map(async (e) => {
+          await host(e.hostId).stopEndpoint({ endpointId: e.endpointId, branchId: e.branchId });
+          await host(e.hostId).removeEndpointFiles(e.endpointId);
+        }),
+      ),
+    );
+    const branches = await catalog.listProjectBranches(input.projectId);
+    await saga.run('remove_data', () => Promise.all(branches.map((b) => host(b.hostId).removeBranchData(b.branchId))));
+    await saga.run('purge_catalog', () => catalog.purgeProject(input.projectId));
+    await catalog.finishOperation({ operationId: input.operationId, status: 'succeeded', step: 'done' });
+  } catch (err) {
+    await CancellationScope.nonCancellable(() =>
+      catalog.finishOperation({ operationId: input.operationId, status: 'failed', step: saga.step, error: describeFailure(err) }),
+    );
+    throw err;
+  }
+}
