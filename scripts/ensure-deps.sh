@@ -63,6 +63,11 @@ if [ -z "${TEMPORAL_ADDRESS:-}" ]; then
   export LAMPION_TEMPORAL_BIN="$TBIN"
 fi
 
+# --- lampion_guard: keeps CREATEROLE from granting host-access roles (see src/engine/guard) ------
+if ! bash "$ROOT/scripts/build-guard.sh"; then
+  say "warning: lampion_guard could not be built; cloud_admin will be created without CREATEROLE"
+fi
+
 # --- Node dependencies and build ---------------------------------------------------------------
 cd "$ROOT"
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -6,7 +6,6 @@ import pino, { Logger } from 'pino';
 import { sql } from 'kysely';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 import type { Client, Connection } from '@temporalio/client';
-import type { NativeConnection } from '@temporalio/worker';
 import { Config, ConfigError } from '../config';
 import { createDb, Db, migrateToLatest } from '../db';
 import { bootstrapAccess } from '../db/apiKeys';
@@ -19,7 +18,7 @@ import { createApp } from '../api/app';
 import type { ApiDeps } from '../api/deps';
 import { ProxyServer } from '../proxy/server';
 import { loadOrCreateTls } from '../proxy/tls';
-import { connectClient, connectWorker, ensureNamespace } from '../temporal/connect';
+import { connectClient, ensureNamespace } from '../temporal/connect';
 import { startWorkers, RunningWorkers } from '../workers';
 import { loadSecretKey } from './secretKey';
 import { startControlDb, ControlDb } from './controlDb';
@@ -75,7 +74,6 @@ export class Stack {
   private controlDb?: ControlDb;
   private temporalServer?: TemporalServer;
   private connection?: Connection;
-  private workerConnection?: NativeConnection;
   private workers?: RunningWorkers;
   proxy?: ProxyServer;
   private server?: http.Server;
@@ -133,7 +131,6 @@ export class Stack {
     }
     this.db = createDb(c.databaseUrl ?? this.controlDb!.url);
     await migrateToLatest(this.db);
-    this.firstOwnerKey = (await bootstrapAccess(this.db, { bootstrapKey: c.bootstrapApiKey, ttlDays: c.apiKeyTtlDays })).firstOwnerKey;
 
     if (!c.temporalAddress) {
       if (!c.temporalBin) throw new ConfigError('LAMPION_TEMPORAL_BIN is not set and TEMPORAL_ADDRESS is empty: run through `npm start`, which installs the Temporal CLI');
@@ -157,9 +154,8 @@ export class Stack {
     if (this.roles.worker) {
       await this.engine.prepare();
       await this.reconcileEndpoints();
-      this.workerConnection = await connectWorker(this.temporalAddress);
       this.workers = await startWorkers({
-        connection: this.workerConnection,
+        temporalAddress: this.temporalAddress,
         namespace: c.temporalNamespace,
         controlTaskQueue: c.controlTaskQueue,
         hostId: c.hostId,
@@ -210,6 +206,8 @@ export class Stack {
         this.server!.listen(c.apiPort, listenHost, () => resolve());
       });
     }
+    // Last, so a start that fails earlier cannot issue a first owner key nobody ever sees.
+    this.firstOwnerKey = (await bootstrapAccess(this.db, { bootstrapKey: c.bootstrapApiKey, ttlDays: c.apiKeyTtlDays })).firstOwnerKey;
   }
 
   private probes(): ApiDeps['probes'] {
@@ -278,7 +276,6 @@ export class Stack {
     }
     await this.proxy?.stop().catch(() => undefined);
     await this.workers?.shutdown().catch(() => undefined);
-    await this.workerConnection?.close().catch(() => undefined);
     if (this.roles.worker && this.db && this.engine) await this.stopHostComputes().catch(() => undefined);
     await this.connection?.close().catch(() => undefined);
     await this.db?.destroy().catch(() => undefined);

@@ -1,5 +1,4 @@
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import { msToTs } from '@temporalio/common/lib/time';
 import { SEARCH_ATTRIBUTES } from './searchAttributes';
@@ -7,10 +6,6 @@ import { SEARCH_ATTRIBUTES } from './searchAttributes';
 export async function connectClient(address: string, namespace: string): Promise<{ connection: Connection; client: Client }> {
   const connection = await Connection.connect({ address });
   return { connection, client: new Client({ connection, namespace }) };
-}
-
-export function connectWorker(address: string): Promise<NativeConnection> {
-  return NativeConnection.connect({ address });
 }
 
 /**

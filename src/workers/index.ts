@@ -16,7 +16,7 @@ function workflowBundle() {
 }
 
 export interface WorkerOptions {
-  connection: NativeConnection;
+  temporalAddress: string;
   namespace: string;
   controlTaskQueue: string;
   hostId: string;
@@ -51,11 +51,13 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
       }),
     });
   }
+  // The runtime must exist before the first native connection.
+  const connection = await NativeConnection.connect({ address: o.temporalAddress });
   const workers: Worker[] = [];
   if (o.control) {
     workers.push(
       await Worker.create({
-        connection: o.connection,
+        connection,
         namespace: o.namespace,
         taskQueue: o.controlTaskQueue,
         workflowBundle: await workflowBundle(),
@@ -66,7 +68,7 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
   if (o.host) {
     workers.push(
       await Worker.create({
-        connection: o.connection,
+        connection,
         namespace: o.namespace,
         taskQueue: hostTaskQueue(o.hostId),
         activities: createHostActivities({
@@ -90,6 +92,7 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
     async shutdown() {
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
       await Promise.all(runs);
+      await connection.close();
     },
   };
 }
