@@ -1,0 +1,95 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { Client } from 'pg';
+import pino from 'pino';
+import { loadConfig } from '../../src/config';
+import { Stack, Roles, ALL_ROLES } from '../../src/stack/stack';
+import { issueApiKey, DEFAULT_ORG_ID, ensureOrganization } from '../../src/db/apiKeys';
+import { randomToken } from '../../src/domain/ids';
+import type { Role } from '../../src/domain/rbac';
+
+export interface TestStack {
+  stack: Stack;
+  api: string;
+  ownerKey: string;
+  dataDir: string;
+  env: Record<string, string>;
+  key(role: Role, o?: { orgId?: string; expired?: boolean }): Promise<string>;
+  request(method: string, url: string, o?: { key?: string | null; body?: unknown; raw?: string }): Promise<{ status: number; body: any; headers: Headers }>;
+  restart(roles?: Roles): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A full Lampion stack (workers, API, proxy) on the suite's shared Temporal and control
+ * cluster, isolated by its own catalog database, data dir, task queues and ports.
+ */
+export async function startTestStack(extraEnv: Record<string, string> = {}): Promise<TestStack> {
+  const tag = randomToken(8);
+  const base = process.env.LAMPION_TEST_CONTROL_URL!;
+  const admin = new Client({ connectionString: base });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE lampion_${tag}`);
+  await admin.end();
+  const dataDir = path.join(process.env.LAMPION_TEST_ROOT!, `stack-${tag}`);
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o711 });
+  const ownerKey = `lmp_live_${randomToken(32)}`;
+  const env: Record<string, string> = {
+    LAMPION_DATA_DIR: dataDir,
+    LAMPION_API_PORT: '0',
+    LAMPION_PROXY_PORT: '0',
+    LAMPION_HOST_ID: `t-${tag}`,
+    LAMPION_TASK_QUEUE: `control-${tag}`,
+    LAMPION_BOOTSTRAP_API_KEY: ownerKey,
+    DATABASE_URL: base.replace(/\/lampion$/, `/lampion_${tag}`),
+    TEMPORAL_ADDRESS: process.env.LAMPION_TEST_TEMPORAL_ADDRESS!,
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
+    ...(process.env.LAMPION_PG_OS_USER ? { LAMPION_PG_OS_USER: process.env.LAMPION_PG_OS_USER } : {}),
+    ...extraEnv,
+  };
+  const config = () => loadConfig({ ...process.env, ...env });
+  const logger = pino({ level: env.LOG_LEVEL });
+  let stack = await Stack.start(config(), ALL_ROLES, logger);
+  const t: TestStack = {
+    get stack() {
+      return stack;
+    },
+    get api() {
+      return `http://127.0.0.1:${stack.apiPort}`;
+    },
+    ownerKey,
+    dataDir,
+    env,
+    async key(role, o = {}) {
+      const orgId = o.orgId ?? DEFAULT_ORG_ID;
+      await ensureOrganization(stack.db, orgId, orgId);
+      const now = o.expired ? new Date(Date.now() - 100 * 86_400_000) : new Date();
+      return (await issueApiKey(stack.db, { orgId, role, name: `test ${role}`, ttlDays: 90, now })).key;
+    },
+    async request(method, url, o = {}) {
+      const headers: Record<string, string> = {};
+      const key = o.key === undefined ? ownerKey : o.key;
+      if (key) headers.authorization = `Bearer ${key}`;
+      let body: string | undefined = o.raw;
+      if (o.body !== undefined) body = JSON.stringify(o.body);
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      const res = await fetch(`${t.api}${url}`, { method, headers, body });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
+    },
+    async restart(roles = ALL_ROLES) {
+      const ports = { LAMPION_PROXY_PORT: String(stack.proxyPort) };
+      await stack.stop();
+      Object.assign(env, ports);
+      stack = await Stack.start(config(), roles, logger);
+    },
+    async stop() {
+      await stack.stop();
+    },
+  };
+  return t;
+}
+
+export function proxyCaFile(t: TestStack): string {
+  return path.join(t.dataDir, 'tls', 'proxy.crt');
+}
