@@ -1,0 +1,101 @@
+import { randomBytes } from 'node:crypto';
+import { API_KEY_RE, displayPrefix, generateApiKey, hashApiKey, parseBearer, expiryFrom } from '../src/domain/apiKeys';
+import { hasRole, isAllowed, POLICY, ROLES } from '../src/domain/rbac';
+import { newId, idPattern, randomToken } from '../src/domain/ids';
+import { decryptSecret, encryptSecret, generatePassword } from '../src/domain/secrets';
+import { proxyConnectionString } from '../src/domain/connectionString';
+import { loadConfig } from '../src/config';
+import { renderRuntimeConf } from '../src/engine/cluster';
+
+describe('api keys', () => {
+  it('generates lmp_live_ keys of 32 characters and hashes them stably', () => {
+    const k = generateApiKey();
+    expect(k).toMatch(API_KEY_RE);
+    expect(generateApiKey()).not.toBe(k);
+    expect(hashApiKey(k)).toBe(hashApiKey(k));
+    expect(hashApiKey(k)).not.toContain(k.slice(9));
+    expect(displayPrefix(k)).toBe(`${k.slice(0, 13)}...`);
+  });
+  it('parses bearer headers', () => {
+    expect(parseBearer('Bearer abc')).toBe('abc');
+    expect(parseBearer('bearer  abc ')).toBe('abc');
+    expect(parseBearer('Basic abc')).toBeUndefined();
+    expect(parseBearer(undefined)).toBeUndefined();
+  });
+  it('expires after the given days', () => {
+    expect(expiryFrom(new Date('2026-01-01T00:00:00Z'), 90).toISOString()).toBe('2026-04-01T00:00:00.000Z');
+  });
+});
+
+describe('rbac', () => {
+  it('orders roles analyst < viewer < developer < admin < owner', () => {
+    expect(ROLES).toEqual(['analyst', 'viewer', 'developer', 'admin', 'owner']);
+    expect(hasRole('owner', 'admin')).toBe(true);
+    expect(hasRole('viewer', 'developer')).toBe(false);
+  });
+  it('decides from the one policy table', () => {
+    expect(isAllowed('viewer', 'project.read')).toBe(true);
+    expect(isAllowed('viewer', 'project.create')).toBe(false);
+    expect(isAllowed('developer', 'project.delete')).toBe(false);
+    expect(isAllowed('admin', 'project.delete')).toBe(true);
+    for (const action of Object.keys(POLICY) as (keyof typeof POLICY)[]) expect(isAllowed('owner', action)).toBe(true);
+  });
+});
+
+describe('ids and secrets', () => {
+  it('makes DNS-safe prefixed ids', () => {
+    const id = newId('endpoint');
+    expect(id).toMatch(idPattern('endpoint'));
+    expect(id).toMatch(/^ep-[a-z0-9]{12}$/);
+    expect(randomToken(50)).toHaveLength(50);
+  });
+  it('seals passwords with AES-GCM and detects tampering', () => {
+    const key = randomBytes(32);
+    const pw = generatePassword();
+    const sealed = encryptSecret(pw, key);
+    expect(sealed).not.toContain(pw);
+    expect(decryptSecret(sealed, key)).toBe(pw);
+    const parts = sealed.split(':');
+    parts[3] = Buffer.from('tampered').toString('base64');
+    expect(() => decryptSecret(parts.join(':'), key)).toThrow();
+    expect(() => decryptSecret(sealed, randomBytes(32))).toThrow();
+  });
+  it('builds the proxy connection string with the endpoint in the database name', () => {
+    expect(proxyConnectionString({ user: 'cloud_admin', password: 'p@ss', host: 'db.example', port: 5432, endpointId: 'ep-abc' })).toBe(
+      'postgresql://cloud_admin:p%40ss@db.example:5432/ep-abc.postgres?sslmode=require',
+    );
+    expect(proxyConnectionString({ user: 'u', password: 'p', host: '::1', port: 1, endpointId: 'ep-x', database: 'app' })).toBe(
+      'postgresql://u:p@[::1]:1/ep-x.app?sslmode=require',
+    );
+  });
+});
+
+describe('config', () => {
+  it('has defaults that avoid 5432, 7233 and 8233', () => {
+    const c = loadConfig({});
+    expect([c.controlDbPort, c.temporalPort, c.temporalUiPort]).not.toEqual(expect.arrayContaining([5432, 7233, 8233]));
+    expect(c.regions).toEqual(['local']);
+    expect(c.proxyRequireTls).toBe(true);
+  });
+  it('rejects bad values with the variable named', () => {
+    expect(() => loadConfig({ LAMPION_API_PORT: 'abc' })).toThrow(/LAMPION_API_PORT/);
+    expect(() => loadConfig({ LAMPION_BOOTSTRAP_API_KEY: 'lmp_live_short' })).toThrow(/LAMPION_BOOTSTRAP_API_KEY/);
+    expect(() => loadConfig({ LAMPION_COMPUTE_PORT_MIN: '9000', LAMPION_COMPUTE_PORT_MAX: '8000' })).toThrow(/PORT_MIN/);
+  });
+});
+
+describe('compute runtime settings', () => {
+  it('loads pg_stat_statements and the guard, listens on loopback, archives WAL per branch', () => {
+    const conf = renderRuntimeConf(
+      { binDir: '/x', guardLibrary: '/opt/lampion_guard.so' },
+      { port: 56001, socketDir: '/d/sock', walArchiveDir: "/d/wal/br-1'x" },
+    );
+    expect(conf).toContain("listen_addresses = '127.0.0.1'");
+    expect(conf).toContain('port = 56001');
+    expect(conf).toContain("shared_preload_libraries = 'pg_stat_statements,/opt/lampion_guard.so'");
+    expect(conf).toContain("recovery_init_sync_method = 'syncfs'");
+    expect(conf).toContain("wal_level = 'replica'");
+    // A quote in a path can neither end the conf string nor the shell word.
+    expect(conf).toContain(`archive_command = 'test ! -f ''/d/wal/br-1''\\\\''''x''/%f`);
+  });
+});
