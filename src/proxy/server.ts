@@ -107,9 +107,10 @@ export class ProxyServer {
     const server = this.server;
     if (!server) return;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const c of this.connections) c.destroy();
+    const conns = [...this.connections];
+    for (const c of conns) c.destroy();
     for (const s of this.cancelSockets) s.destroy();
-    await closed;
+    await Promise.all([closed, ...conns.map((c) => c.closed)]);
     this.server = undefined;
     this.log.info('proxy stopped');
   }
@@ -185,6 +186,9 @@ class ClientConnection {
   private readonly cancelKeys: string[] = [];
   private readonly log: Logger;
   private readonly onStartupData = (chunk: Buffer) => this.handleStartupData(chunk);
+  private markClosed!: () => void;
+  /** Settles once the connection is fully torn down and forgotten by the proxy. */
+  readonly closed = new Promise<void>((resolve) => (this.markClosed = resolve));
 
   constructor(
     private readonly proxy: ProxyServer,
@@ -229,6 +233,7 @@ class ClientConnection {
     this.raw.destroy();
     this.proxy.forget(this, this.cancelKeys);
     this.log.debug('client connection closed');
+    this.markClosed();
   }
 
   private handleStartupData(chunk: Buffer): void {

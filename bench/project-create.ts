@@ -1,0 +1,110 @@
+/**
+ * Project creation, API call → first successful query through the proxy, against the raw floor
+ * measured in the same run: initdb + postgres start + first query, without Temporal, API or proxy.
+ *   npm run bench:project-create -- --runs 10
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client } from 'pg';
+import pino from 'pino';
+import { loadConfig } from '../src/config';
+import { Stack } from '../src/stack/stack';
+import { isPortFree } from '../src/engine/ports';
+import { createDataDir, removeDataDir } from '../src/engine/storage';
+import { initCluster, startCluster, stopCluster, writeRuntimeConf, withSystemClient } from '../src/engine/cluster';
+import { ensureOwnedDir } from '../src/engine/fs';
+import { generateApiKey } from '../src/domain/apiKeys';
+
+const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 10;
+
+async function freePort(from: number): Promise<number> {
+  for (let p = from; p < from + 1000; p++) if (await isPortFree(p)) return p;
+  throw new Error('no free port');
+}
+
+const quantile = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)];
+};
+
+async function main() {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lampion-bench-'));
+  fs.chmodSync(dataDir, 0o711);
+  const key = generateApiKey();
+  const config = loadConfig({
+    ...process.env,
+    LAMPION_DATA_DIR: dataDir,
+    LAMPION_API_PORT: '0',
+    LAMPION_PROXY_PORT: '0',
+    LAMPION_CONTROL_DB_PORT: String(await freePort(35432)),
+    LAMPION_TEMPORAL_PORT: String(await freePort(37233)),
+    LAMPION_TEMPORAL_UI_PORT: String(await freePort(38233)),
+    LAMPION_BOOTSTRAP_API_KEY: key,
+    LOG_LEVEL: 'warn',
+  });
+  const stack = await Stack.start(config, undefined, pino({ level: 'warn' }));
+  const ca = fs.readFileSync(path.join(dataDir, 'tls', 'proxy.crt'), 'utf8');
+  const api = `http://127.0.0.1:${stack.apiPort}`;
+  const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+  const engine = stack.engine;
+  const pg = engine.pg;
+
+  async function viaApi(i: number): Promise<number> {
+    const t0 = performance.now();
+    const res = await fetch(`${api}/v1/projects`, { method: 'POST', headers, body: JSON.stringify({ name: `bench-${i}` }) });
+    const p: any = await res.json();
+    if (res.status !== 201) throw new Error(`create failed: ${res.status} ${JSON.stringify(p)}`);
+    const c = new Client({ host: p.host, port: p.port, user: p.user, password: p.pg_password, database: `${p.endpoint_id}.postgres`, ssl: { ca } });
+    await c.connect();
+    await c.query('SELECT 1');
+    const ms = performance.now() - t0;
+    await c.end();
+    await fetch(`${api}/v1/projects/${p.id}`, { method: 'DELETE', headers });
+    return ms;
+  }
+
+  async function floor(i: number): Promise<number> {
+    const dir = path.join(engine.layout.branchesDir, `floor-${i}`);
+    const sock = path.join(engine.layout.endpointsDir, `floor-${i}`);
+    const port = await freePort(46000);
+    await ensureOwnedDir(sock, pg.user);
+    const t0 = performance.now();
+    await createDataDir(dir, await engine.driver(), pg.user);
+    await initCluster(pg, dir);
+    await writeRuntimeConf(pg, dir, { port, socketDir: sock, walArchiveDir: sock });
+    await startCluster(pg, dir, path.join(sock, 'log'));
+    await withSystemClient(sock, port, (c) => c.query('SELECT 1'));
+    const ms = performance.now() - t0;
+    await stopCluster(pg, dir);
+    await removeDataDir(dir);
+    fs.rmSync(sock, { recursive: true, force: true });
+    return ms;
+  }
+
+  try {
+    await viaApi(-1); // warm-up: workflow cache, TLS, first connections
+    await floor(-1);
+    const a: number[] = [];
+    const f: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      // Interleaved, so drift on the machine hits both sides alike.
+      a.push(await viaApi(i));
+      f.push(await floor(i));
+    }
+    const fmt = (x: number) => `${x.toFixed(0)} ms`;
+    const ratio = quantile(a, 0.5) / quantile(f, 0.5);
+    console.log(`project-create  runs=${runs}  driver=${await engine.driver()}`);
+    console.log(`  lampion (API → first query via proxy)  median ${fmt(quantile(a, 0.5))}  p95 ${fmt(quantile(a, 0.95))}`);
+    console.log(`  raw floor (initdb + start + query)     median ${fmt(quantile(f, 0.5))}  p95 ${fmt(quantile(f, 0.95))}`);
+    console.log(`  ratio (median)                         ${ratio.toFixed(2)}  (target ≤ 1.5)`);
+  } finally {
+    await stack.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
