@@ -98,10 +98,11 @@ const resolveRoute: ProxyOptions['resolve'] = async (endpointId) => {
   }
 };
 
+/** Proxies beyond the shared one are for tests that need other options or that stop them. */
 async function startProxy(overrides: Partial<ProxyOptions> = {}): Promise<ProxyServer> {
   const p = new ProxyServer({ port: 0, tls: tlsPair, requireTls: true, resolve: resolveRoute, logger, ...overrides });
+  extraProxies.push(p);
   await p.start();
-  if (Object.keys(overrides).length) extraProxies.push(p);
   return p;
 }
 
@@ -238,7 +239,8 @@ beforeAll(async () => {
   if (role.code !== 0) throw new Error(`creating role failed: ${role.stderr}`);
 
   tlsPair = await loadOrCreateTls(path.join(tmp, 'tls'));
-  proxy = await startProxy();
+  proxy = new ProxyServer({ port: 0, tls: tlsPair, requireTls: true, resolve: resolveRoute, logger });
+  await proxy.start();
 }, 60_000);
 
 afterAll(async () => {

@@ -1,13 +1,17 @@
 import { loadConfig, ConfigError } from '../config';
 import { Stack, Roles, ALL_ROLES } from '../stack/stack';
 
-/** `npm start` (all roles) or one role per process: --role=api|worker|proxy (docker-compose). */
+/**
+ * `npm start` runs every role; --role=api, --role=worker,proxy … split them across processes
+ * (docker-compose). The proxy reaches computes on loopback, so it runs beside the host worker.
+ */
 function parseRoles(argv: string[]): Roles {
   const arg = argv.find((a) => a.startsWith('--role='));
-  const role = arg?.slice('--role='.length) ?? 'all';
-  if (role === 'all') return ALL_ROLES;
-  if (role === 'api' || role === 'worker' || role === 'proxy') return { api: role === 'api', worker: role === 'worker', proxy: role === 'proxy' };
-  throw new ConfigError(`unknown --role=${role}; use all, api, worker or proxy`);
+  const names = (arg?.slice('--role='.length) ?? 'all').split(',').filter(Boolean);
+  if (names.includes('all')) return ALL_ROLES;
+  const unknown = names.filter((n) => !['api', 'worker', 'proxy'].includes(n));
+  if (unknown.length || names.length === 0) throw new ConfigError(`unknown --role=${unknown.join(',')}; use all, or a comma list of api, worker, proxy`);
+  return { api: names.includes('api'), worker: names.includes('worker'), proxy: names.includes('proxy') };
 }
 
 async function main() {
