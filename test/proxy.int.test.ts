@@ -249,7 +249,9 @@ afterAll(async () => {
   if (postgres && postgres.exitCode === null) {
     const exited = new Promise((resolve) => postgres!.once('exit', resolve));
     await run(path.join(PG_BIN, 'pg_ctl'), ['stop', '-D', dataDir, '-m', 'fast', '-w'], { asPostgres: true });
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 10_000)))]);
+    clearTimeout(timer);
     if (postgres.exitCode === null) postgres.kill('SIGKILL');
   }
   if (tmp) rmSync(tmp, { recursive: true, force: true });
@@ -375,6 +377,16 @@ describe('rejections', () => {
     raw.sock.write(Buffer.concat([serializeSslRequest(), serializeStartupMessage({ user: ROLE, database: 'ep-test1.postgres' })]));
     await raw.waitClosed();
     expect(raw.error().M).toMatch(/unencrypted data after SSL request/);
+  });
+
+  it('closes a direct-TLS client (sslnegotiation=direct) without answering in clear text', async () => {
+    const raw = new RawClient();
+    await raw.connected;
+    const t = tls.connect({ socket: raw.sock, rejectUnauthorized: false, ALPNProtocols: ['postgresql'] });
+    const failed = new Promise<Error>((resolve) => t.once('error', resolve));
+    await raw.waitClosed();
+    expect(raw.data.length).toBe(0);
+    expect((await failed).message).toMatch(/socket disconnected|ECONNRESET/);
   });
 
   it("answers GSSENCRequest with 'N' and carries on with SSLRequest", async () => {

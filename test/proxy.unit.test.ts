@@ -124,6 +124,18 @@ describe('parseStartupPacket', () => {
     expect(p.kind === 'startup' && p.protocolVersion).toBe(196610);
   });
 
+  it('refuses parameters that are not valid UTF-8 rather than re-encoding them lossily', () => {
+    const latin1User = Buffer.concat([Buffer.from('user\0j'), Buffer.from([0xfc]), Buffer.from('rgen\0\0')]);
+    expectProtocolError(() => parseStartupPacket(packet(PROTOCOL_3_0, latin1User)), /UTF-8/, '22021');
+  });
+
+  it('keeps a leading byte-order mark', () => {
+    const raw = serializeStartupMessage({ user: '\ufeffodd' });
+    const p = parseStartupPacket(raw)!.packet;
+    expect(p.kind === 'startup' && p.params.get('user')).toBe('\ufeffodd');
+    expect(serializeStartupMessage(p.kind === 'startup' ? p.params : {})).toEqual(raw);
+  });
+
   it('lets the last duplicate parameter win, like postgres', () => {
     const body = Buffer.from('user\0a\0user\0b\0\0');
     const p = parseStartupPacket(packet(PROTOCOL_3_0, body))!.packet;

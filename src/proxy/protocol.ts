@@ -108,8 +108,23 @@ function parseParams(raw: Buffer): Map<string, string> {
     if (nameEnd < 0) throw new ProtocolError('invalid startup packet layout: unterminated parameter name');
     const valueEnd = raw.indexOf(0, nameEnd + 1);
     if (valueEnd < 0) throw new ProtocolError('invalid startup packet layout: unterminated parameter value');
-    params.set(raw.toString('utf8', off, nameEnd), raw.toString('utf8', nameEnd + 1, valueEnd));
+    params.set(decodeUtf8(raw.subarray(off, nameEnd)), decodeUtf8(raw.subarray(nameEnd + 1, valueEnd)));
     off = valueEnd + 1;
+  }
+}
+
+// ignoreBOM: a leading U+FEFF is part of the value and must survive re-serialization.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * Parameters are re-serialized after routing, so a lossy decode would silently change e.g. a
+ * Latin-1 user name; refusing is better than authenticating as someone else's bytes.
+ */
+function decodeUtf8(bytes: Buffer): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new ProtocolError('invalid UTF-8 in startup packet parameter', '22021');
   }
 }
 

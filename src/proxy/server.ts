@@ -239,15 +239,21 @@ class ClientConnection {
   private handleStartupData(chunk: Buffer): void {
     if (this.phase !== 'startup') return;
     this.buffered = this.buffered.length ? Buffer.concat([this.buffered, chunk]) : chunk;
+    if (!this.sslDone && this.buffered[0] === 0x16) {
+      // A TLS record instead of a startup packet: libpq 17's sslnegotiation=direct. An
+      // ErrorResponse in clear text would only confuse a TLS client.
+      this.log.info('client attempted direct TLS negotiation (sslnegotiation=direct), which is not supported');
+      this.destroy();
+      return;
+    }
     let parsed: ParsedPacket | undefined;
     try {
       parsed = parseStartupPacket(this.buffered);
     } catch (err) {
-      if (err instanceof ProtocolError) {
-        this.fail({ code: err.sqlstate, message: err.message });
-        return;
-      }
-      throw err;
+      // Anything thrown here would otherwise escape from a socket 'data' handler and kill the process.
+      const sqlstate = err instanceof ProtocolError ? err.sqlstate : '08P01';
+      this.fail({ code: sqlstate, message: err instanceof Error ? err.message : String(err) });
+      return;
     }
     if (!parsed) return;
     const rest = this.buffered.subarray(parsed.length);
