@@ -5,6 +5,9 @@
  * Reference: https://www.postgresql.org/docs/current/protocol-message-formats.html
  */
 
+import { ENDPOINT_ID_RE } from '../domain/ids';
+
+export { ENDPOINT_ID_RE };
 export const SSL_REQUEST_CODE = 80877103;
 export const GSSENC_REQUEST_CODE = 80877104;
 export const CANCEL_REQUEST_CODE = 80877102;
@@ -12,8 +15,6 @@ export const CANCEL_REQUEST_CODE = 80877102;
 export const PROTOCOL_3_0 = 196608;
 /** Same limit as postgres' MAX_STARTUP_PACKET_LENGTH; anything larger is hostile or broken. */
 export const MAX_STARTUP_PACKET_LENGTH = 10000;
-
-export const ENDPOINT_ID_RE = /^ep-[a-z0-9][a-z0-9-]{1,60}$/;
 
 export class ProtocolError extends Error {
   constructor(

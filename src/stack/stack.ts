@@ -1,5 +1,4 @@
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import fs from 'node:fs';
 import pino, { Logger } from 'pino';
@@ -13,7 +12,7 @@ import { resolveOsUser } from '../engine/exec';
 import { PgInstall } from '../engine/cluster';
 import { HostEngine } from '../engine/host';
 import { HostLayout } from '../engine/layout';
-import { isPortFree } from '../engine/ports';
+import { canConnect, isPortFree } from '../engine/ports';
 import { createApp } from '../api/app';
 import type { ApiDeps } from '../api/deps';
 import { ProxyServer } from '../proxy/server';
@@ -49,14 +48,6 @@ async function assertPortFree(port: number, variable: string, host: string): Pro
   if (port !== 0 && !(await isPortFree(port, host))) {
     throw new ConfigError(`port ${port} is already in use (${variable}); set ${variable} to a free port`);
   }
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host: '127.0.0.1' });
-    s.once('connect', () => (s.destroy(), resolve(true)));
-    s.once('error', () => resolve(false));
-  });
 }
 
 /**

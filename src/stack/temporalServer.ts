@@ -1,7 +1,7 @@
 import { spawn, ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import net from 'node:net';
+import { canConnect } from '../engine/ports';
 import { SEARCH_ATTRIBUTES } from '../temporal/searchAttributes';
 
 export interface TemporalServerOptions {
@@ -17,17 +17,6 @@ export interface TemporalServer {
   address: string;
   uiUrl?: string;
   stop(): Promise<void>;
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host: '127.0.0.1' });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 /**

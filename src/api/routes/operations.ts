@@ -6,6 +6,7 @@ import type { ApiDeps } from '../deps';
 import { notFound } from '../errors';
 import { idPattern } from '../../domain/ids';
 import { liveProgress, operationView } from '../operations';
+import { pagination } from '../pagination';
 import { findProject, projectIdParam } from './projects';
 
 const operation = z
@@ -32,10 +33,7 @@ export function registerOperationRoutes(router: Router, registry: OpenAPIRegistr
     tags: ['Operations'],
     action: 'operation.read',
     params: projectIdParam,
-    query: z.object({
-      limit: z.coerce.number().int().min(1).max(100).default(50),
-      offset: z.coerce.number().int().min(0).default(0),
-    }),
+    query: pagination,
     responses: { 200: { description: 'Operations', schema: z.array(operation) } },
     handler: async (ctx, { params, query, auth }) => {
       await findProject(deps, auth, params.project_id);

@@ -6,6 +6,7 @@ import { defineRoute } from '../route';
 import type { ApiDeps } from '../deps';
 import { notFound, conflict } from '../errors';
 import { runOperation } from '../operations';
+import { pagination } from '../pagination';
 import { idPattern, newId } from '../../domain/ids';
 import { proxyConnectionString } from '../../domain/connectionString';
 import { decryptSecret } from '../../domain/secrets';
@@ -50,10 +51,6 @@ const createdProject = project
 
 const accepted = z.object({ operation_id: z.string(), status: z.literal('running'), project_id: z.string() }).openapi('Accepted');
 
-const pagination = z.object({
-  limit: z.coerce.number().int().min(1).max(100).default(50),
-  offset: z.coerce.number().int().min(0).default(0),
-});
 
 /** The org's project, or 404 — another organization's project is indistinguishable from none. */
 export async function findProject(deps: ApiDeps, auth: AuthContext, projectId: string) {
