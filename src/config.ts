@@ -38,6 +38,9 @@ export const envSchema = z.object({
   LAMPION_TASK_QUEUE: z.string().min(1).default('lampion-control'),
   LAMPION_STORAGE_DRIVER: z.enum(['auto', 'btrfs', 'copy']).default('auto'),
   LAMPION_GUARD_LIBRARY: optionalString,
+  LAMPION_AUTO_SUSPEND_SWEEP_SECONDS: z.coerce.number().int().min(1).max(3600).default(15),
+  LAMPION_TTL_SWEEP_SECONDS: z.coerce.number().int().min(1).max(86400).default(60),
+  LAMPION_AUTOSCALE_SWEEP_SECONDS: z.coerce.number().int().min(5).max(3600).default(30),
   LAMPION_REGIONS: z
     .string()
     .default('local')
@@ -89,6 +92,8 @@ export interface Config {
   /** lampion_guard.so; default: dist/pg/lampion_guard.so when it was built. */
   guardLibrary?: string;
   regions: string[];
+  /** Seconds between runs of each Temporal Schedule. */
+  sweeps: { autoSuspend: number; ttl: number; autoscale: number };
   proxyRequireTls: boolean;
   tlsCertFile?: string;
   tlsKeyFile?: string;
@@ -136,6 +141,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     controlTaskQueue: e.LAMPION_TASK_QUEUE,
     storageDriver: e.LAMPION_STORAGE_DRIVER === 'auto' ? undefined : e.LAMPION_STORAGE_DRIVER,
     guardLibrary: e.LAMPION_GUARD_LIBRARY,
+    sweeps: { autoSuspend: e.LAMPION_AUTO_SUSPEND_SWEEP_SECONDS, ttl: e.LAMPION_TTL_SWEEP_SECONDS, autoscale: e.LAMPION_AUTOSCALE_SWEEP_SECONDS },
     regions: e.LAMPION_REGIONS.length ? e.LAMPION_REGIONS : ['local'],
     proxyRequireTls: e.LAMPION_PROXY_REQUIRE_TLS,
     tlsCertFile: e.LAMPION_TLS_CERT_FILE,

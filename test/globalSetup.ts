@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { resolveOsUser } from '../src/engine/exec';
 import { startControlDb } from '../src/stack/controlDb';
 import { startTemporalServer } from '../src/stack/temporalServer';
@@ -18,8 +18,38 @@ function temporalBin(): string {
   return path.join(gopath, 'bin', 'temporal');
 }
 
+/** Stable (not under LAMPION_TEST_ROOT) so the loop image is made once and then reused. */
+const BTRFS_TEST_VOLUME = '/var/tmp/lampion-test-btrfs';
+
+/**
+ * A private dir on a loop-mounted btrfs volume for the btrfs storage driver's tests. Failing here
+ * is deliberate: a driver silently skipped is a driver shipped untested.
+ */
+function btrfsTestDir(): string | undefined {
+  const script = path.resolve(__dirname, '..', 'scripts', 'btrfs-volume.sh');
+  const up = spawnSync('bash', [script, 'up', BTRFS_TEST_VOLUME], { encoding: 'utf8' });
+  if (up.status !== 0) {
+    if (process.env.LAMPION_TEST_NO_BTRFS === '1') return undefined;
+    const why = (up.stderr || up.error?.message || '').trim();
+    throw new Error(
+      `No btrfs volume for the btrfs driver tests (scripts/btrfs-volume.sh up ${BTRFS_TEST_VOLUME} exited ${up.status}): ${why}\n` +
+        'Run the tests as root on a kernel with btrfs and loop devices, or set LAMPION_TEST_NO_BTRFS=1 to skip the btrfs driver knowingly.',
+    );
+  }
+  const dir = fs.mkdtempSync(path.join(BTRFS_TEST_VOLUME, 'run-'));
+  // The compute OS user must traverse it to reach its data dirs.
+  fs.chmodSync(dir, 0o711);
+  return dir;
+}
+
 /** One real Temporal dev server and one real control-plane Postgres for the whole suite. */
 export default async function globalSetup() {
+  // First, so a missing volume fails before anything that would need tearing down is started.
+  const btrfsDir = btrfsTestDir();
+  if (btrfsDir) {
+    (globalThis as any).__lampionBtrfsDir = btrfsDir;
+    process.env.LAMPION_TEST_BTRFS_DIR = btrfsDir;
+  }
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lampion-test-'));
   fs.chmodSync(root, 0o711);
   const pgOsUser = process.env.LAMPION_PG_OS_USER ?? (process.getuid?.() === 0 ? 'lampion' : undefined);

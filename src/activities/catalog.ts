@@ -1,5 +1,7 @@
 import { sql } from 'kysely';
-import type { Db } from '../db';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Db, BranchStatus, ComputeEvent } from '../db';
+import { isUniqueViolation } from '../db';
 import type { StorageDriver } from '../engine/storage';
 import { encryptSecret, generatePassword } from '../domain/secrets';
 import { withFaults } from './faults';
@@ -11,6 +13,15 @@ export interface ProjectRecordsInput {
   region: string;
   branchId: string;
   endpointId: string;
+  hostId: string;
+}
+
+export interface BranchRecordsInput {
+  projectId: string;
+  branchId: string;
+  endpointId: string;
+  parentBranchId: string;
+  name: string;
   hostId: string;
 }
 
@@ -36,6 +47,25 @@ export interface CatalogDeps {
 
 /** Control-plane catalog work. Every activity is idempotent: Temporal may run it twice. */
 export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogDeps) {
+  async function recordEvent(endpointId: string, event: ComputeEvent, detail?: unknown): Promise<void> {
+    const ep = await db.selectFrom('endpoints').select('project_id').where('id', '=', endpointId).executeTakeFirst();
+    if (!ep) return;
+    let duration: number | null = null;
+    if (event === 'suspend') {
+      const since = await db
+        .selectFrom('compute_events')
+        .select(sql<number>`extract(epoch from now() - max(at))::float8`.as('s'))
+        .where('endpoint_id', '=', endpointId)
+        .where('event', 'in', ['start', 'resume'])
+        .executeTakeFirst();
+      duration = since?.s ?? null;
+    }
+    await db
+      .insertInto('compute_events')
+      .values({ project_id: ep.project_id, endpoint_id: endpointId, event, duration_s: duration, detail: detail === undefined ? null : JSON.stringify(detail) })
+      .execute();
+  }
+
   const activities = {
     async createProjectRecords(i: ProjectRecordsInput): Promise<void> {
       // The password is born here and sealed at once, so it never enters workflow history.
@@ -69,9 +99,10 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
     async markProjectReady(i: { projectId: string; branchId: string; endpointId: string; driver: StorageDriver }): Promise<void> {
       await db.transaction().execute(async (tx) => {
         await tx.updateTable('branches').set({ driver: i.driver }).where('id', '=', i.branchId).execute();
-        await tx.updateTable('endpoints').set({ status: 'running', updated_at: sql`now()` }).where('id', '=', i.endpointId).execute();
+        await tx.updateTable('endpoints').set({ status: 'running', last_active_at: sql`now()`, updated_at: sql`now()` }).where('id', '=', i.endpointId).execute();
         await tx.updateTable('projects').set({ status: 'ready', updated_at: sql`now()` }).where('id', '=', i.projectId).execute();
       });
+      await recordEvent(i.endpointId, 'start');
     },
 
     /** Marks the project as going away and tells the workflow which endpoints to stop where. */
@@ -94,6 +125,143 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
     /** Removes every catalog row of the project (branches and endpoints cascade). */
     async purgeProject(projectId: string): Promise<void> {
       await db.deleteFrom('projects').where('id', '=', projectId).execute();
+    },
+
+    /** The child shares its parent's data, hence its roles: it inherits the sealed password too. */
+    async createBranchRecords(i: BranchRecordsInput): Promise<void> {
+      const parent = await db
+        .selectFrom('endpoints')
+        .select(['pg_password_enc', 'compute_cu', 'auto_suspend_seconds'])
+        .where('branch_id', '=', i.parentBranchId)
+        .executeTakeFirst();
+      if (!parent) throw ApplicationFailure.nonRetryable(`parent branch ${i.parentBranchId} has no endpoint`, 'NotFound');
+      try {
+        await db.transaction().execute(async (tx) => {
+          await tx
+            .insertInto('branches')
+            .values({
+              id: i.branchId,
+              project_id: i.projectId,
+              name: i.name,
+              is_primary: false,
+              parent_id: i.parentBranchId,
+              driver: 'pending',
+              host_id: i.hostId,
+              status: 'provisioning',
+            })
+            .onConflict((oc) => oc.column('id').doNothing())
+            .execute();
+          await tx
+            .insertInto('endpoints')
+            .values({
+              id: i.endpointId,
+              project_id: i.projectId,
+              branch_id: i.branchId,
+              host_id: i.hostId,
+              status: 'provisioning',
+              pg_password_enc: parent.pg_password_enc,
+              compute_cu: parent.compute_cu,
+              auto_suspend_seconds: parent.auto_suspend_seconds,
+            })
+            .onConflict((oc) => oc.column('id').doNothing())
+            .execute();
+        });
+      } catch (err) {
+        if (isUniqueViolation(err)) throw ApplicationFailure.nonRetryable(`a branch named "${i.name}" already exists`, 'Conflict');
+        throw err;
+      }
+    },
+
+    async markBranchReady(i: { branchId: string; endpointId: string; driver: StorageDriver; lsn: string }): Promise<void> {
+      await db.transaction().execute(async (tx) => {
+        await tx.updateTable('branches').set({ driver: i.driver, parent_lsn: i.lsn, status: 'ready' }).where('id', '=', i.branchId).execute();
+        await tx.updateTable('endpoints').set({ status: 'running', last_active_at: sql`now()`, updated_at: sql`now()` }).where('id', '=', i.endpointId).execute();
+      });
+      await recordEvent(i.endpointId, 'start');
+    },
+
+    async setBranchStatus(i: { branchId: string; status: BranchStatus }): Promise<void> {
+      await db.updateTable('branches').set({ status: i.status }).where('id', '=', i.branchId).execute();
+    },
+
+    async branchPlacement(branchId: string): Promise<{ endpointId: string; hostId: string; parentBranchId: string | null } | null> {
+      const row = await db
+        .selectFrom('branches')
+        .leftJoin('endpoints', 'endpoints.branch_id', 'branches.id')
+        .select(['endpoints.id as endpoint_id', 'branches.host_id', 'branches.parent_id'])
+        .where('branches.id', '=', branchId)
+        .executeTakeFirst();
+      if (!row || !row.endpoint_id) return null;
+      return { endpointId: row.endpoint_id, hostId: row.host_id, parentBranchId: row.parent_id };
+    },
+
+    /** Removes the branch and its endpoint from the catalog. */
+    async purgeBranch(branchId: string): Promise<void> {
+      await db.deleteFrom('branches').where('id', '=', branchId).execute();
+    },
+
+    /** Sets an endpoint's state and records it in compute history (suspend carries the running time). */
+    async setEndpointState(i: { endpointId: string; status: 'running' | 'suspended'; event: ComputeEvent; detail?: unknown }): Promise<void> {
+      await db
+        .updateTable('endpoints')
+        .set({ status: i.status, updated_at: sql`now()`, ...(i.status === 'running' ? { last_active_at: sql`now()` } : {}) })
+        .where('id', '=', i.endpointId)
+        .execute();
+      await recordEvent(i.endpointId, i.event, i.detail);
+    },
+
+    async setEndpointSize(i: { endpointId: string; computeCu: number; detail?: unknown }): Promise<void> {
+      await db.updateTable('endpoints').set({ compute_cu: i.computeCu, updated_at: sql`now()` }).where('id', '=', i.endpointId).execute();
+      await recordEvent(i.endpointId, 'resize', i.detail);
+    },
+
+    /** Running endpoints whose last client left more than auto_suspend_seconds ago. */
+    async findIdleEndpoints(): Promise<{ endpointId: string; branchId: string; hostId: string }[]> {
+      const rows = await db
+        .selectFrom('endpoints')
+        .select(['id', 'branch_id', 'host_id'])
+        .where('status', '=', 'running')
+        .where('auto_suspend_seconds', '>', 0)
+        .where(sql<boolean>`last_active_at < now() - make_interval(secs => auto_suspend_seconds)`)
+        .execute();
+      return rows.map((r) => ({ endpointId: r.id, branchId: r.branch_id, hostId: r.host_id }));
+    },
+
+    async findAutoscaledEndpoints(): Promise<{ endpointId: string; hostId: string; minCu: number; maxCu: number }[]> {
+      const rows = await db
+        .selectFrom('endpoints')
+        .select(['id', 'host_id', 'min_cu', 'max_cu'])
+        .where('status', '=', 'running')
+        .where('min_cu', 'is not', null)
+        .where('max_cu', 'is not', null)
+        .execute();
+      return rows.map((r) => ({ endpointId: r.id, hostId: r.host_id, minCu: r.min_cu!, maxCu: r.max_cu! }));
+    },
+
+    async touchEndpoint(endpointId: string): Promise<void> {
+      await db.updateTable('endpoints').set({ last_active_at: sql`now()` }).where('id', '=', endpointId).execute();
+    },
+
+    async findExpiredBranches(): Promise<{ branchId: string; projectId: string; orgId: string }[]> {
+      const rows = await db
+        .selectFrom('branches')
+        .innerJoin('projects', 'projects.id', 'branches.project_id')
+        .select(['branches.id', 'branches.project_id', 'projects.org_id'])
+        .where('branches.protected', '=', false)
+        .where('branches.is_primary', '=', false)
+        .where('branches.status', '=', 'ready')
+        .where('branches.expires_at', '<', sql<Date>`now()`)
+        .execute();
+      return rows.map((r) => ({ branchId: r.id, projectId: r.project_id, orgId: r.org_id }));
+    },
+
+    /** Creates the operation row for work that no API request started (schedules). */
+    async openOperation(i: { operationId: string; orgId: string; projectId: string; kind: string; workflowId: string }): Promise<void> {
+      await db
+        .insertInto('operations')
+        .values({ id: i.operationId, org_id: i.orgId, project_id: i.projectId, kind: i.kind, workflow_id: i.workflowId, status: 'running', step: 'queued' })
+        .onConflict((oc) => oc.column('id').doNothing())
+        .execute();
     },
 
     async finishOperation(o: OperationOutcome): Promise<void> {

@@ -5,6 +5,9 @@ import { isUniqueViolation } from '../db';
 import type { HostEngine } from '../engine/host';
 import { isPortFree } from '../engine/ports';
 import { decryptSecret } from '../domain/secrets';
+import { USER_ROLE } from '../engine/host';
+import { runSeeds, SeedError, SeedResult } from '../engine/seeds';
+import { resourceLimitsForCu } from '../domain/sizing';
 import { withFaults } from './faults';
 
 export interface HostDeps {
@@ -22,7 +25,7 @@ export function createHostActivities({ db, engine, hostId, secretKey, portRange,
     const ep = await db.selectFrom('endpoints').selectAll().where('id', '=', endpointId).executeTakeFirst();
     if (!ep) throw ApplicationFailure.nonRetryable(`endpoint ${endpointId} is not in the catalog`, 'NotFound');
     if (ep.port === null) throw ApplicationFailure.nonRetryable(`endpoint ${endpointId} has no port`, 'NoPort');
-    return { row: ep, spec: { endpointId, branchId: ep.branch_id, port: ep.port } };
+    return { row: ep, spec: { endpointId, branchId: ep.branch_id, port: ep.port, computeCu: ep.compute_cu } };
   }
 
   const activities = {
@@ -66,15 +69,87 @@ export function createHostActivities({ db, engine, hostId, secretKey, portRange,
 
     async startEndpoint(endpointId: string): Promise<void> {
       const { spec } = await endpointSpec(endpointId);
-      await engine.startEndpoint(spec);
+      const { limitsEnforced } = await engine.startEndpoint(spec);
+      await db.updateTable('endpoints').set({ limits_enforced: limitsEnforced }).where('id', '=', endpointId).execute();
     },
 
     async stopEndpoint(input: { endpointId: string; branchId: string }): Promise<void> {
-      await engine.stopEndpoint({ branchId: input.branchId });
+      await engine.stopEndpoint(input);
+    },
+
+    /** Applies the catalog's compute_cu to the running compute. */
+    async resizeEndpoint(endpointId: string): Promise<{ limitsEnforced: boolean }> {
+      const { spec } = await endpointSpec(endpointId);
+      const r = await engine.resizeEndpoint(spec);
+      await db.updateTable('endpoints').set({ limits_enforced: r.limitsEnforced }).where('id', '=', endpointId).execute();
+      return r;
+    },
+
+    /** CPU used since the previous sample, as a fraction of the compute's vCPUs (autoscaling). */
+    async sampleCpu(endpointId: string): Promise<{ utilization: number | null; computeCu: number }> {
+      const { row } = await endpointSpec(endpointId);
+      const used = await engine.cpuUsageSeconds(endpointId);
+      const now = new Date();
+      await db.updateTable('endpoints').set({ cpu_seconds: used ?? null, cpu_sampled_at: now }).where('id', '=', endpointId).execute();
+      if (used === undefined || row.cpu_seconds === null || row.cpu_sampled_at === null) return { utilization: null, computeCu: row.compute_cu };
+      const elapsed = (now.getTime() - new Date(row.cpu_sampled_at).getTime()) / 1000;
+      if (elapsed <= 0 || used < row.cpu_seconds) return { utilization: null, computeCu: row.compute_cu };
+      return { utilization: (used - row.cpu_seconds) / elapsed / resourceLimitsForCu(row.compute_cu).vcpu, computeCu: row.compute_cu };
     },
 
     async removeEndpointFiles(endpointId: string): Promise<void> {
       await engine.removeEndpointFiles(endpointId);
+    },
+
+    /** Forks the parent's data (running or not) into the child's data dir. */
+    async forkBranchData(i: { parentBranchId: string; childBranchId: string }): Promise<{ driver: 'btrfs' | 'copy'; lsn: string }> {
+      const parent = await db.selectFrom('endpoints').select(['id', 'port']).where('branch_id', '=', i.parentBranchId).executeTakeFirst();
+      return engine.forkBranchData(i.parentBranchId, i.childBranchId, parent?.port ? { endpointId: parent.id, port: parent.port } : undefined);
+    },
+
+    /** Enabled seeds of the endpoint's project, in position order, as the user's role. */
+    async runSeeds(endpointId: string): Promise<SeedResult[]> {
+      const { row, spec } = await endpointSpec(endpointId);
+      const seeds = await db
+        .selectFrom('seeds')
+        .select(['id', 'name', 'sql'])
+        .where('project_id', '=', row.project_id)
+        .where('enabled', '=', true)
+        .orderBy('position')
+        .execute();
+      try {
+        return await runSeeds({ port: spec.port, user: USER_ROLE, password: decryptSecret(row.pg_password_enc, secretKey) }, seeds);
+      } catch (err) {
+        if (err instanceof SeedError) {
+          throw ApplicationFailure.create({
+            message: err.message,
+            type: 'SeedFailed',
+            nonRetryable: true,
+            details: [{ seed_id: err.seed.id, seed_name: err.seed.name, error: err.pgError, seeds: err.results }],
+          });
+        }
+        throw err;
+      }
+    },
+
+    /** Whether any user session is open on the compute: an idle sweep must not cut one off. */
+    async endpointHasClients(endpointId: string): Promise<boolean> {
+      const { spec } = await endpointSpec(endpointId);
+      if (!(await engine.endpointRunning(spec))) return false;
+      return engine.hasClientSessions(spec);
+    },
+
+    /** Reset keeps the old data aside until the new fork is up, so a failed reset can restore it. */
+    async setBranchDataAside(branchId: string): Promise<void> {
+      await engine.setBranchDataAside(branchId);
+    },
+
+    async restoreBranchDataAside(branchId: string): Promise<void> {
+      await engine.restoreBranchDataAside(branchId);
+    },
+
+    async dropBranchDataAside(branchId: string): Promise<void> {
+      await engine.dropBranchDataAside(branchId);
     },
 
     async bootstrapEndpoint(endpointId: string): Promise<{ createRole: boolean }> {

@@ -8,6 +8,9 @@ import type { ApiDeps } from './deps';
 import { registerProjectRoutes } from './routes/projects';
 import { registerOperationRoutes } from './routes/operations';
 import { registerHealthRoutes } from './routes/health';
+import { registerBranchRoutes } from './routes/branches';
+import { registerSeedRoutes } from './routes/seeds';
+import { registerEndpointRoutes } from './routes/endpoints';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -20,6 +23,9 @@ export function createApp(deps: ApiDeps): Koa {
   registerHealthRoutes(router, registry, deps);
   registerProjectRoutes(router, registry, deps);
   registerOperationRoutes(router, registry, deps);
+  registerBranchRoutes(router, registry, deps);
+  registerSeedRoutes(router, registry, deps);
+  registerEndpointRoutes(router, registry, deps);
 
   const document = new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',

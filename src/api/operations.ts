@@ -2,7 +2,7 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temp
 import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
 import { newId } from '../domain/ids';
 import type { OperationRow } from '../db';
-import { SA_BRANCH, SA_OPERATION, SA_PROJECT } from '../temporal/searchAttributes';
+import { startWorkflow } from '../temporal/start';
 import { progressQuery } from '../workflows/queries';
 import { ApiError, conflict } from './errors';
 import type { ApiDeps } from './deps';
@@ -23,12 +23,12 @@ export interface OperationRequest {
 export type OperationOutcome<T> = { done: true; operationId: string; result: T } | { done: false; operationId: string };
 
 /** Failure types that are the caller's fault; anything else is ours (500). */
-const CLIENT_FAILURES: Record<string, number> = { Invalid: 422, Conflict: 409, NotFound: 404 };
+const CLIENT_FAILURES: Record<string, number> = { Invalid: 422, Conflict: 409, NotFound: 404, SeedFailed: 422 };
 
-function rootFailure(err: unknown): { type?: string; message: string } {
+function rootFailure(err: unknown): { type?: string; message: string; details?: unknown } {
   let e: unknown = err instanceof WorkflowFailedError ? err.cause : err;
   while (e instanceof ActivityFailure && e.cause) e = e.cause;
-  if (e instanceof ApplicationFailure) return { type: e.type ?? undefined, message: e.message };
+  if (e instanceof ApplicationFailure) return { type: e.type ?? undefined, message: e.message, details: e.details?.[0] };
   return { message: e instanceof Error ? e.message : String(e) };
 }
 
@@ -52,15 +52,14 @@ export async function runOperation<T>(deps: ApiDeps, req: OperationRequest): Pro
     .execute();
   let handle;
   try {
-    handle = await deps.temporal.workflow.start(req.workflowType, {
+    handle = await startWorkflow(deps.temporal, {
       taskQueue: deps.config.controlTaskQueue,
+      workflowType: req.workflowType,
       workflowId: req.workflowId,
       args: req.args(operationId),
-      typedSearchAttributes: [
-        { key: SA_PROJECT, value: req.projectId },
-        { key: SA_OPERATION, value: req.kind },
-        ...(req.branchId ? [{ key: SA_BRANCH, value: req.branchId }] : []),
-      ],
+      projectId: req.projectId,
+      branchId: req.branchId,
+      kind: req.kind,
     });
   } catch (err) {
     await deps.db.deleteFrom('operations').where('id', '=', operationId).execute();
@@ -85,6 +84,7 @@ export async function runOperation<T>(deps: ApiDeps, req: OperationRequest): Pro
     throw new ApiError(status, status === 500 ? 'operation_failed' : 'operation_rejected', root.message, {
       operation_id: operationId,
       failure_type: root.type,
+      ...(root.details === undefined ? {} : { failure: root.details }),
     });
   } finally {
     clearTimeout(timer);

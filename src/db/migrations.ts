@@ -79,6 +79,52 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('operations_project_idx').on('operations').columns(['project_id', 'created_at']).execute();
     },
   },
+  '0002_branches_seeds_endpoints': {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .alterTable('branches')
+        .addColumn('status', 'text', (c) => c.notNull().defaultTo('ready'))
+        .addColumn('protected', 'boolean', (c) => c.notNull().defaultTo(false))
+        .addColumn('ttl_hours', 'integer')
+        .addColumn('expires_at', 'timestamptz')
+        .execute();
+      await db.schema.createIndex('branches_expiry_idx').on('branches').column('expires_at').where(sql.ref('expires_at'), 'is not', null).execute();
+      await db.schema
+        .alterTable('endpoints')
+        .addColumn('min_cu', 'real')
+        .addColumn('max_cu', 'real')
+        .addColumn('allowlist', 'jsonb', (c) => c.notNull().defaultTo(sql`'[]'::jsonb`))
+        .addColumn('limits_enforced', 'boolean', (c) => c.notNull().defaultTo(false))
+        .addColumn('last_active_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('cpu_seconds', 'double precision')
+        .addColumn('cpu_sampled_at', 'timestamptz')
+        .execute();
+      await db.schema
+        .createTable('seeds')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('sql', 'text', (c) => c.notNull())
+        .addColumn('position', 'integer', (c) => c.notNull())
+        .addColumn('enabled', 'boolean', (c) => c.notNull().defaultTo(true))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      // Deferred, so a reorder can swap positions inside one transaction.
+      await sql`ALTER TABLE seeds ADD CONSTRAINT seeds_project_position_uq UNIQUE (project_id, position) DEFERRABLE INITIALLY DEFERRED`.execute(db);
+      await db.schema
+        .createTable('compute_events')
+        .addColumn('id', 'bigserial', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('endpoint_id', 'text', (c) => c.notNull())
+        .addColumn('event', 'text', (c) => c.notNull())
+        .addColumn('at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('duration_s', 'double precision')
+        .addColumn('detail', 'jsonb')
+        .execute();
+      await db.schema.createIndex('compute_events_project_idx').on('compute_events').columns(['project_id', 'at']).execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

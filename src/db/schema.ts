@@ -5,6 +5,7 @@ type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 
 export type ProjectStatus = 'provisioning' | 'ready' | 'deleting' | 'failed';
 export type EndpointStatus = 'provisioning' | 'running' | 'suspended' | 'deleting';
+export type BranchStatus = 'provisioning' | 'ready' | 'resetting' | 'deleting';
 export type OperationStatus = 'running' | 'succeeded' | 'failed';
 
 export interface OrganizationsTable {
@@ -46,6 +47,10 @@ export interface BranchesTable {
   /** Storage driver that created the data dir (btrfs | copy | initdb). */
   driver: string;
   host_id: string;
+  status: ColumnType<BranchStatus, BranchStatus | undefined, BranchStatus>;
+  protected: ColumnType<boolean, boolean | undefined, boolean>;
+  ttl_hours: number | null;
+  expires_at: Timestamp | null;
   created_at: Timestamp;
 }
 
@@ -60,8 +65,41 @@ export interface EndpointsTable {
   pg_password_enc: string;
   compute_cu: ColumnType<number, number | undefined, number>;
   auto_suspend_seconds: ColumnType<number, number | undefined, number>;
+  min_cu: number | null;
+  max_cu: number | null;
+  /** Normalized IPs and CIDRs; empty allows every client. */
+  allowlist: ColumnType<string[], string | undefined, string>;
+  limits_enforced: ColumnType<boolean, boolean | undefined, boolean>;
+  last_active_at: Timestamp;
+  /** Last CPU sample of the compute's cgroup, for autoscaling. */
+  cpu_seconds: number | null;
+  cpu_sampled_at: Timestamp | null;
   created_at: Timestamp;
   updated_at: Timestamp;
+}
+
+export interface SeedsTable {
+  id: string;
+  project_id: string;
+  name: string;
+  sql: string;
+  position: number;
+  enabled: ColumnType<boolean, boolean | undefined, boolean>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export type ComputeEvent = 'start' | 'suspend' | 'resume' | 'resize' | 'stop';
+
+export interface ComputeEventsTable {
+  id: Generated<string>;
+  project_id: string;
+  endpoint_id: string;
+  event: ComputeEvent;
+  at: Timestamp;
+  /** For suspend: how long the compute had been running. */
+  duration_s: number | null;
+  detail: ColumnType<unknown, string | null | undefined, string | null>;
 }
 
 export interface OperationsTable {
@@ -85,6 +123,8 @@ export interface Database {
   branches: BranchesTable;
   endpoints: EndpointsTable;
   operations: OperationsTable;
+  seeds: SeedsTable;
+  compute_events: ComputeEventsTable;
 }
 
 export type ApiKeyRow = Selectable<ApiKeysTable>;
@@ -92,6 +132,7 @@ export type ProjectRow = Selectable<ProjectsTable>;
 export type BranchRow = Selectable<BranchesTable>;
 export type EndpointRow = Selectable<EndpointsTable>;
 export type OperationRow = Selectable<OperationsTable>;
+export type SeedRow = Selectable<SeedsTable>;
 export type NewProject = Insertable<ProjectsTable>;
 export type ProjectUpdate = Updateable<ProjectsTable>;
 export type { Generated };

@@ -22,6 +22,7 @@ export const ID_PREFIX = {
   endpoint: 'ep',
   operation: 'op',
   apiKey: 'key',
+  seed: 'seed',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIX;

@@ -21,6 +21,19 @@ export const POLICY = {
   'project.update': 'developer',
   'project.delete': 'admin',
   'operation.read': 'viewer',
+  'branch.read': 'viewer',
+  'branch.create': 'developer',
+  'branch.update': 'developer',
+  'branch.reset': 'developer',
+  'branch.delete': 'developer',
+  'seed.read': 'viewer',
+  'seed.write': 'developer',
+  'endpoint.read': 'viewer',
+  /** Connection secrets (pg_password) are shown to developers and above. */
+  'endpoint.secrets': 'developer',
+  'endpoint.update': 'developer',
+  'endpoint.suspend': 'developer',
+  'endpoint.allowlist.write': 'admin',
   'health.read': 'viewer',
 } as const satisfies Record<string, Role>;
 

@@ -117,6 +117,11 @@ export async function startCluster(pg: PgInstall, dataDir: string, logFile: stri
   }
 }
 
+/** Re-reads configuration files (SIGHUP): reloadable settings apply at once. */
+export async function reloadCluster(pg: PgInstall, dataDir: string): Promise<void> {
+  await run(bin(pg, 'pg_ctl'), ['reload', '-s', '-D', dataDir], { user: pg.user });
+}
+
 /** Fast shutdown (clients disconnected, clean checkpoint). Idempotent. */
 export async function stopCluster(pg: PgInstall, dataDir: string, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
   if (!(await isRunning(pg, dataDir))) return;

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { HostLayout } from './layout';
-import { ensureOwnedDir, exists } from './fs';
+import { ensureOwnedDir, exists, writeFileAtomic } from './fs';
 import { detectDriver, createDataDir, removeDataDir, StorageDriver } from './storage';
 import {
   PgInstall,
@@ -9,14 +9,41 @@ import {
   writeRuntimeConf,
   startCluster,
   stopCluster,
+  reloadCluster,
   isRunning,
   withSystemClient,
+  SYSTEM_ROLE,
 } from './cluster';
+import { forkDataDir } from './fork';
+import { CgroupLimiter, postgresPids } from './cgroups';
+import { pgSettingsForCu, resourceLimitsForCu } from '../domain/sizing';
 
 export interface EndpointSpec {
   endpointId: string;
   branchId: string;
   port: number;
+  /** Size in compute units; sets Postgres memory settings and cgroup limits. */
+  computeCu?: number;
+}
+
+const DEFAULT_CU = 0.25;
+
+/** Written last into a forked data dir; names its branch because a fork inherits its parent's. */
+const FORK_MARKER = '.lampion-fork';
+
+interface ForkMarker {
+  branchId: string;
+  parentBranchId: string;
+  driver: StorageDriver;
+  lsn: string;
+}
+
+async function readForkMarker(file: string): Promise<ForkMarker | undefined> {
+  try {
+    return JSON.parse(await fsp.readFile(file, 'utf8')) as ForkMarker;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The name users log in with; powerful inside its databases but not a superuser. */
@@ -31,6 +58,8 @@ export class HostEngine {
     readonly layout: HostLayout,
     readonly pg: PgInstall,
     readonly driverOverride?: StorageDriver,
+    /** Per-endpoint CPU and memory limits; a no-op limiter where the host has no usable cgroups. */
+    readonly limiter: CgroupLimiter = new CgroupLimiter({ version: 'none', writable: false, reason: 'not configured' }),
   ) {}
 
   async prepare(): Promise<void> {
@@ -57,29 +86,100 @@ export class HostEngine {
     return { driver };
   }
 
+  /**
+   * The child branch's data dir as a fork of the parent's, running or not. Idempotent: a finished
+   * fork is kept (same LSN), a partial one redone.
+   */
+  async forkBranchData(
+    parentBranchId: string,
+    childBranchId: string,
+    parentEndpoint?: { endpointId: string; port: number },
+  ): Promise<{ driver: StorageDriver; lsn: string }> {
+    if (parentBranchId === childBranchId) throw new Error(`branch ${childBranchId} cannot be forked from itself`);
+    const dir = this.layout.branchDataDir(childBranchId);
+    const markerFile = path.join(dir, FORK_MARKER);
+    const done = await readForkMarker(markerFile);
+    if (done?.branchId === childBranchId) return { driver: done.driver, lsn: done.lsn };
+    await removeDataDir(dir);
+    const parentDir = this.layout.branchDataDir(parentBranchId);
+    const driver = await this.driver();
+    const running = await isRunning(this.pg, parentDir);
+    if (running && !parentEndpoint) {
+      throw new Error(`branch ${parentBranchId} is running: forking it needs its endpoint (id and port)`);
+    }
+    const { lsn } = await forkDataDir(
+      this.pg,
+      driver,
+      {
+        dataDir: parentDir,
+        running,
+        socketDir: parentEndpoint ? this.layout.socketDir(parentEndpoint.endpointId) : '',
+        port: parentEndpoint?.port ?? 0,
+      },
+      dir,
+    );
+    await ensureOwnedDir(this.layout.walArchiveDir(childBranchId), this.pg.user);
+    const marker: ForkMarker = { branchId: childBranchId, parentBranchId, driver, lsn };
+    await writeFileAtomic(markerFile, JSON.stringify(marker), this.pg.user);
+    return { driver, lsn };
+  }
+
   async removeBranchData(branchId: string): Promise<void> {
     await removeDataDir(this.layout.branchDataDir(branchId));
     await fsp.rm(this.layout.walArchiveDir(branchId), { recursive: true, force: true });
   }
 
-  async startEndpoint(spec: EndpointSpec): Promise<void> {
+  private runtimeSettings(spec: EndpointSpec) {
+    return {
+      port: spec.port,
+      socketDir: this.layout.socketDir(spec.endpointId),
+      walArchiveDir: this.layout.walArchiveDir(spec.branchId),
+      extra: pgSettingsForCu(spec.computeCu ?? DEFAULT_CU),
+    };
+  }
+
+  /** Starts the compute (idempotent) and puts it under its CU's limits where the host allows. */
+  async startEndpoint(spec: EndpointSpec): Promise<{ limitsEnforced: boolean }> {
     const dataDir = this.layout.branchDataDir(spec.branchId);
     const socketDir = this.layout.socketDir(spec.endpointId);
     await ensureOwnedDir(this.layout.endpointDir(spec.endpointId), this.pg.user);
     await fsp.mkdir(path.dirname(socketDir), { recursive: true });
     await ensureOwnedDir(socketDir, this.pg.user);
     await ensureOwnedDir(this.layout.walArchiveDir(spec.branchId), this.pg.user);
-    if (await isRunning(this.pg, dataDir)) return;
-    await writeRuntimeConf(this.pg, dataDir, {
-      port: spec.port,
-      socketDir,
-      walArchiveDir: this.layout.walArchiveDir(spec.branchId),
-    });
-    await startCluster(this.pg, dataDir, this.layout.endpointLogFile(spec.endpointId));
+    if (!(await isRunning(this.pg, dataDir))) {
+      await writeRuntimeConf(this.pg, dataDir, this.runtimeSettings(spec));
+      await startCluster(this.pg, dataDir, this.layout.endpointLogFile(spec.endpointId));
+    }
+    return this.applyLimits(spec);
   }
 
-  async stopEndpoint(spec: Pick<EndpointSpec, 'branchId'>): Promise<void> {
+  private async applyLimits(spec: EndpointSpec): Promise<{ limitsEnforced: boolean }> {
+    if (!this.limiter.enforced) return { limitsEnforced: false };
+    const pids = await postgresPids(this.layout.branchDataDir(spec.branchId));
+    await this.limiter.apply(spec.endpointId, pids, resourceLimitsForCu(spec.computeCu ?? DEFAULT_CU));
+    return { limitsEnforced: true };
+  }
+
+  /**
+   * A new size on a running compute: cgroup limits at once, reloadable settings by SIGHUP;
+   * shared_buffers and max_connections take the new size at the next start.
+   */
+  async resizeEndpoint(spec: EndpointSpec): Promise<{ limitsEnforced: boolean }> {
+    const dataDir = this.layout.branchDataDir(spec.branchId);
+    if (!(await isRunning(this.pg, dataDir))) return { limitsEnforced: this.limiter.enforced };
+    await writeRuntimeConf(this.pg, dataDir, this.runtimeSettings(spec));
+    await reloadCluster(this.pg, dataDir);
+    return this.applyLimits(spec);
+  }
+
+  /** CPU seconds used by the compute's cgroup so far; undefined where it cannot be measured. */
+  cpuUsageSeconds(endpointId: string): Promise<number | undefined> {
+    return this.limiter.cpuUsageSeconds(endpointId);
+  }
+
+  async stopEndpoint(spec: Pick<EndpointSpec, 'branchId'> & { endpointId?: string }): Promise<void> {
     await stopCluster(this.pg, this.layout.branchDataDir(spec.branchId));
+    if (spec.endpointId) await this.limiter.remove(spec.endpointId);
   }
 
   async removeEndpointFiles(endpointId: string): Promise<void> {
@@ -110,4 +210,50 @@ export class HostEngine {
     });
     return { createRole };
   }
+
+  private asideDir(branchId: string) {
+    return `${this.layout.branchDataDir(branchId)}.aside`;
+  }
+
+  /**
+   * Moves the branch's data dir and WAL archive out of the way (a rename, O(1) on any driver).
+   * The archive goes too: the old history does not apply to the fork that replaces it.
+   */
+  async setBranchDataAside(branchId: string): Promise<void> {
+    const dir = this.layout.branchDataDir(branchId);
+    const aside = this.asideDir(branchId);
+    if (!(await exists(aside)) && (await exists(dir))) await fsp.rename(dir, aside);
+    const wal = this.layout.walArchiveDir(branchId);
+    if (!(await exists(`${wal}.aside`)) && (await exists(wal))) await fsp.rename(wal, `${wal}.aside`);
+  }
+
+  async restoreBranchDataAside(branchId: string): Promise<void> {
+    const aside = this.asideDir(branchId);
+    if (await exists(aside)) {
+      await removeDataDir(this.layout.branchDataDir(branchId));
+      await fsp.rename(aside, this.layout.branchDataDir(branchId));
+    }
+    const wal = this.layout.walArchiveDir(branchId);
+    if (await exists(`${wal}.aside`)) {
+      await fsp.rm(wal, { recursive: true, force: true });
+      await fsp.rename(`${wal}.aside`, wal);
+    }
+  }
+
+  async dropBranchDataAside(branchId: string): Promise<void> {
+    await removeDataDir(this.asideDir(branchId));
+    await fsp.rm(`${this.layout.walArchiveDir(branchId)}.aside`, { recursive: true, force: true });
+  }
+
+  /** User sessions on the compute (the platform's own are not counted). */
+  async hasClientSessions(spec: EndpointSpec): Promise<boolean> {
+    return withSystemClient(this.layout.socketDir(spec.endpointId), spec.port, async (c) => {
+      const r = await c.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename IS DISTINCT FROM $1 AND pid <> pg_backend_pid()",
+        [SYSTEM_ROLE],
+      );
+      return r.rows[0].n > 0;
+    });
+  }
+
 }

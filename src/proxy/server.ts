@@ -30,8 +30,13 @@ export interface ProxyOptions {
   tls: { key: string | Buffer; cert: string | Buffer };
   /** Refuse clients that do not start with SSLRequest (CancelRequest stays allowed: libpq < 17 always sends it in clear). */
   requireTls: boolean;
-  /** undefined => unknown endpoint. May wake a compute, so it is allowed to take a while. */
-  resolve(endpointId: string): Promise<ProxyRoute | undefined>;
+  /**
+   * undefined => unknown endpoint. May wake a compute, so it is allowed to take a while. A thrown
+   * ProxyRefusal carries its own SQLSTATE (e.g. an allowlist refusal); other errors are 57P03.
+   */
+  resolve(endpointId: string, client: { address: string }): Promise<ProxyRoute | undefined>;
+  /** A relayed session ended (for last-activity tracking). */
+  onSessionEnd?(endpointId: string): void;
   logger: Logger;
   /** From accept until bytes flow to the compute (TLS, startup packet, resolve, connect). Default 30 s. */
   startupTimeoutMs?: number;
@@ -46,6 +51,16 @@ const NO_ENDPOINT_MESSAGE =
   'endpoint ID is not specified. Use a database name of the form "ep-xxx.<dbname>", ' +
   'connect with a host name of the form "ep-xxx.<domain>" (TLS with SNI), ' +
   'or pass options=endpoint%3Dep-xxx in the connection string';
+
+/** An expected refusal with the SQLSTATE the client should see. */
+export class ProxyRefusal extends Error {
+  constructor(
+    message: string,
+    readonly sqlstate: string,
+  ) {
+    super(message);
+  }
+}
 
 interface CancelTarget {
   route: ProxyRoute;
@@ -184,6 +199,7 @@ class ClientConnection {
   private startupTimer?: NodeJS.Timeout;
   private lingerTimer?: NodeJS.Timeout;
   private readonly cancelKeys: string[] = [];
+  private relayedEndpoint?: string;
   private readonly log: Logger;
   private readonly onStartupData = (chunk: Buffer) => this.handleStartupData(chunk);
   private markClosed!: () => void;
@@ -223,6 +239,7 @@ class ClientConnection {
 
   private finish(): void {
     if (this.phase === 'closed') return;
+    if (this.relayedEndpoint) this.proxy.options.onSessionEnd?.(this.relayedEndpoint);
     this.phase = 'closed';
     clearTimeout(this.startupTimer);
     clearTimeout(this.lingerTimer);
@@ -350,10 +367,10 @@ class ClientConnection {
 
     let target: ProxyRoute | undefined;
     try {
-      target = await this.proxy.options.resolve(route.endpointId);
+      target = await this.proxy.options.resolve(route.endpointId, { address: this.raw.remoteAddress ?? '' });
     } catch (err) {
       log.warn({ err }, 'endpoint resolution failed');
-      this.fail({ code: '57P03', message: err instanceof Error ? err.message : String(err) });
+      this.fail({ code: err instanceof ProxyRefusal ? err.sqlstate : '57P03', message: err instanceof Error ? err.message : String(err) });
       return;
     }
     if (this.phase !== 'routing') return; // client left or timed out while we were resolving
@@ -389,12 +406,13 @@ class ClientConnection {
         return;
       }
       log.debug({ host: target.host, port: target.port, database: route.database }, 'relaying to compute');
-      this.relay(client, compute, target, startup, pipelined);
+      this.relay(client, compute, target, startup, pipelined, route.endpointId);
     });
   }
 
-  private relay(client: net.Socket, compute: net.Socket, target: ProxyRoute, startup: Buffer, pipelined: Buffer): void {
+  private relay(client: net.Socket, compute: net.Socket, target: ProxyRoute, startup: Buffer, pipelined: Buffer, endpointId: string): void {
     this.phase = 'relay';
+    this.relayedEndpoint = endpointId;
     clearTimeout(this.startupTimer);
     compute.write(startup);
     if (pipelined.length) compute.write(pipelined);

@@ -19,9 +19,12 @@ import { ProxyServer } from '../proxy/server';
 import { loadOrCreateTls } from '../proxy/tls';
 import { connectClient, ensureNamespace } from '../temporal/connect';
 import { startWorkers, RunningWorkers } from '../workers';
+import { deleteSchedules, ensureSchedules, lampionSchedules } from '../workers/schedules';
+import { CgroupLimiter } from '../engine/cgroups';
 import { loadSecretKey } from './secretKey';
 import { startControlDb, ControlDb } from './controlDb';
 import { startTemporalServer, TemporalServer } from './temporalServer';
+import { createEndpointResolver } from './endpointResolver';
 
 export interface Roles {
   api: boolean;
@@ -141,8 +144,9 @@ export class Stack {
     this.temporal = client;
     await ensureNamespace(connection, c.temporalNamespace);
 
-    this.engine = new HostEngine(new HostLayout(c.dataDir), pg, c.storageDriver);
+    this.engine = new HostEngine(new HostLayout(c.dataDir), pg, c.storageDriver, this.roles.worker ? await CgroupLimiter.create() : undefined);
     if (this.roles.worker) {
+      if (!this.engine.limiter.enforced) this.logger.warn({ reason: this.engine.limiter.reason }, 'compute CPU and memory limits are not enforced on this host');
       await this.engine.prepare();
       await this.reconcileEndpoints();
       this.workers = await startWorkers({
@@ -159,6 +163,7 @@ export class Stack {
         control: true,
         host: true,
       });
+      await ensureSchedules(this.temporal, c.controlTaskQueue, this.schedules, this.logger);
     }
 
     if (this.roles.proxy) {
@@ -169,12 +174,12 @@ export class Stack {
         tls,
         requireTls: c.proxyRequireTls,
         logger: this.logger.child({ component: 'proxy' }),
-        resolve: async (endpointId) => {
-          const ep = await this.db.selectFrom('endpoints').select(['port', 'status']).where('id', '=', endpointId).executeTakeFirst();
-          if (!ep) return undefined;
-          if (ep.status !== 'running' || ep.port === null) throw new Error(`endpoint "${endpointId}" is ${ep.status}, not accepting connections`);
-          return { host: '127.0.0.1', port: ep.port };
-        },
+        ...createEndpointResolver({
+          db: this.db,
+          temporal: this.temporal,
+          taskQueue: c.controlTaskQueue,
+          logger: this.logger.child({ component: 'proxy' }),
+        }),
       });
       await this.proxy.start();
     }
@@ -199,6 +204,15 @@ export class Stack {
     }
     // Last, so a start that fails earlier cannot issue a first owner key nobody ever sees.
     this.firstOwnerKey = (await bootstrapAccess(this.db, { bootstrapKey: c.bootstrapApiKey, ttlDays: c.apiKeyTtlDays })).firstOwnerKey;
+  }
+
+  get schedules() {
+    return lampionSchedules(this.config.controlTaskQueue, this.config.sweeps);
+  }
+
+  /** For throwaway stacks (tests, benchmarks) on a shared Temporal; production keeps them. */
+  async deleteSchedules(): Promise<void> {
+    await deleteSchedules(this.temporal, this.schedules);
   }
 
   private probes(): ApiDeps['probes'] {
@@ -232,7 +246,7 @@ export class Stack {
   private async reconcileEndpoints(): Promise<void> {
     const rows = await this.db
       .selectFrom('endpoints')
-      .select(['id', 'branch_id', 'port'])
+      .select(['id', 'branch_id', 'port', 'compute_cu'])
       .where('host_id', '=', this.config.hostId)
       .where('status', '=', 'running')
       .execute();
@@ -240,7 +254,7 @@ export class Stack {
       rows.map(async (r) => {
         if (r.port === null) return;
         try {
-          await this.engine.startEndpoint({ endpointId: r.id, branchId: r.branch_id, port: r.port });
+          await this.engine.startEndpoint({ endpointId: r.id, branchId: r.branch_id, port: r.port, computeCu: r.compute_cu });
         } catch (err) {
           this.logger.error({ err, endpoint: r.id }, 'could not restart endpoint');
         }
@@ -253,7 +267,7 @@ export class Stack {
     const rows = await this.db.selectFrom('endpoints').select(['id', 'branch_id']).where('host_id', '=', this.config.hostId).execute();
     await Promise.all(
       rows.map((r) =>
-        this.engine.stopEndpoint({ branchId: r.branch_id }).catch((err) => this.logger.error({ err, endpoint: r.id }, 'could not stop endpoint')),
+        this.engine.stopEndpoint({ branchId: r.branch_id, endpointId: r.id }).catch((err) => this.logger.error({ err, endpoint: r.id }, 'could not stop endpoint')),
       ),
     );
   }

@@ -4,6 +4,7 @@ import {
   setHandler,
   ActivityFailure,
   ApplicationFailure,
+  ChildWorkflowFailure,
   log,
 } from '@temporalio/workflow';
 import type { CatalogActivities } from '../activities/catalog';
@@ -12,7 +13,7 @@ import { hostTaskQueue } from '../domain/queues';
 import { progressQuery } from './queries';
 
 
-const NON_RETRYABLE = ['NotFound', 'NoPort', 'NoFreePort', 'InjectedFault', 'Invalid'];
+const NON_RETRYABLE = ['NotFound', 'NoPort', 'NoFreePort', 'InjectedFault', 'Invalid', 'Conflict', 'SeedFailed'];
 
 export const catalog = proxyActivities<CatalogActivities>({
   startToCloseTimeout: '30 seconds',
@@ -30,10 +31,12 @@ export function host(hostId: string) {
 }
 
 /** The error as an operation reports it: the failing activity's own type and message. */
-export function describeFailure(err: unknown): { type?: string; message: string } {
+export function describeFailure(err: unknown): { type?: string; message: string; details?: unknown } {
   let e: unknown = err;
-  while (e instanceof ActivityFailure && e.cause) e = e.cause;
-  if (e instanceof ApplicationFailure) return { type: e.type ?? undefined, message: e.message };
+  while ((e instanceof ActivityFailure || e instanceof ChildWorkflowFailure) && e.cause) e = e.cause;
+  if (e instanceof ApplicationFailure) {
+    return { type: e.type ?? undefined, message: e.message, ...(e.details?.length ? { details: e.details[0] } : {}) };
+  }
   return { message: e instanceof Error ? e.message : String(e) };
 }
 
@@ -65,6 +68,18 @@ export class Saga {
     this.current = name;
     this.undo.push({ name, fn: compensate });
     return fn();
+  }
+
+  /** Runs compensations, records the failed operation, rethrows: the tail of every saga's catch. */
+  async fail(operationId: string | undefined, err: unknown): Promise<never> {
+    const failedStep = this.current;
+    await this.compensate();
+    if (operationId) {
+      await CancellationScope.nonCancellable(() =>
+        catalog.finishOperation({ operationId, status: 'failed', step: failedStep, error: describeFailure(err) }),
+      );
+    }
+    throw err;
   }
 
   async compensate(): Promise<void> {

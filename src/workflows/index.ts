@@ -1,2 +1,5 @@
 // Every workflow the workers register. Deterministic code only: no I/O, no Date, no Node built-ins.
 export { createProject, deleteProject } from './projects';
+export { createBranch, resetBranch, deleteBranch } from './branches';
+export { suspendEndpoint, resumeEndpoint, resizeEndpoint } from './endpoints';
+export { autoSuspendSweep, expireBranches, autoscaleSweep } from './schedules';

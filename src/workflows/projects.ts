@@ -1,5 +1,4 @@
-import { CancellationScope } from '@temporalio/workflow';
-import { catalog, host, Saga, describeFailure } from './common';
+import { catalog, host, Saga } from './common';
 import type { ProjectRecordsInput } from '../activities/catalog';
 
 export interface CreateProjectInput extends ProjectRecordsInput {
@@ -45,12 +44,7 @@ export async function createProject(input: CreateProjectInput): Promise<CreatePr
     await catalog.finishOperation({ operationId: input.operationId, status: 'succeeded', step: 'done', result });
     return result;
   } catch (err) {
-    const failedStep = saga.step;
-    await saga.compensate();
-    await CancellationScope.nonCancellable(() =>
-      catalog.finishOperation({ operationId: input.operationId, status: 'failed', step: failedStep, error: describeFailure(err) }),
-    );
-    throw err;
+    return saga.fail(input.operationId, err);
   }
 }
 
@@ -77,9 +71,6 @@ export async function deleteProject(input: DeleteProjectInput): Promise<void> {
     await saga.run('purge_catalog', () => catalog.purgeProject(input.projectId));
     await catalog.finishOperation({ operationId: input.operationId, status: 'succeeded', step: 'done' });
   } catch (err) {
-    await CancellationScope.nonCancellable(() =>
-      catalog.finishOperation({ operationId: input.operationId, status: 'failed', step: saga.step, error: describeFailure(err) }),
-    );
-    throw err;
+    return saga.fail(input.operationId, err);
   }
 }

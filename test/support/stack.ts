@@ -84,6 +84,7 @@ export async function startTestStack(extraEnv: Record<string, string> = {}): Pro
       stack = await Stack.start(config(), roles, logger);
     },
     async stop() {
+      await stack.deleteSchedules().catch(() => undefined);
       await stack.stop();
     },
   };

@@ -1,0 +1,158 @@
+import path from 'node:path';
+import { promises as fsp } from 'node:fs';
+import { run, CommandError } from './exec';
+import { exists } from './fs';
+import { PgInstall, SYSTEM_ROLE, withSystemClient } from './cluster';
+import { StorageDriver, removeDataDir } from './storage';
+
+export { detectDriver } from './storage';
+export type { StorageDriver } from './storage';
+
+/** The parent of a fork. socketDir/port reach the running parent as the platform superuser. */
+export interface ForkSource {
+  dataDir: string;
+  running: boolean;
+  socketDir: string;
+  port: number;
+}
+
+/** Large branches take long to copy; the caller (a Temporal activity) bounds the real duration. */
+const COPY_TIMEOUT_MS = 6 * 3600_000;
+
+const LSN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
+
+const bin = (pg: PgInstall, name: string) => path.join(pg.binDir, name);
+
+/**
+ * A copy-on-write (btrfs) or full (copy) clone of a branch's data directory that can be started
+ * beside the parent. The returned LSN is a lower bound of what the child contains: every
+ * transaction the parent committed at or below it is in the child.
+ */
+export async function forkDataDir(
+  pg: PgInstall,
+  driver: StorageDriver,
+  source: ForkSource,
+  childDir: string,
+): Promise<{ lsn: string }> {
+  if (await exists(childDir)) throw new Error(`cannot fork into ${childDir}: it already exists`);
+  if (!(await exists(path.join(source.dataDir, 'PG_VERSION')))) {
+    throw new Error(`cannot fork ${source.dataDir}: not a Postgres data directory`);
+  }
+  try {
+    const lsn = driver === 'btrfs' ? await forkBtrfs(pg, source, childDir) : await forkCopy(pg, source, childDir);
+    if (!LSN.test(lsn)) throw new Error(`fork of ${source.dataDir} produced an unreadable LSN "${lsn}"`);
+    await makeStartable(pg, childDir);
+    return { lsn };
+  } catch (err) {
+    await removeDataDir(childDir).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function forkBtrfs(pg: PgInstall, source: ForkSource, childDir: string): Promise<string> {
+  if (!source.running) {
+    await run('btrfs', ['subvolume', 'snapshot', source.dataDir, childDir]);
+    // Read from the child, not the parent: the parent may be started between the two steps.
+    return checkpointLsn(pg, childDir);
+  }
+  // The checkpoint bounds the child's crash recovery to the WAL written during the fork.
+  const lsn = await withSystemClient(source.socketDir, source.port, async (c) => {
+    await c.query('CHECKPOINT');
+    return (await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn;
+  });
+  // A snapshot is atomic and flushes the subvolume's dirty pages first, so WAL written before the
+  // LSN was read is in the child: the same state a power cut would leave.
+  await run('btrfs', ['subvolume', 'snapshot', source.dataDir, childDir]);
+  return lsn;
+}
+
+async function forkCopy(pg: PgInstall, source: ForkSource, childDir: string): Promise<string> {
+  if (source.running) {
+    await run(
+      bin(pg, 'pg_basebackup'),
+      [
+        '-D', childDir,
+        '-h', source.socketDir,
+        '-p', String(source.port),
+        '-U', SYSTEM_ROLE,
+        '-X', 'stream',
+        '-c', 'fast',
+        '--no-sync',
+        // The manifest is read only for its WAL range; file checksums would cost a pass over the data.
+        '--manifest-checksums=NONE',
+        '-w',
+      ],
+      { user: pg.user, timeoutMs: COPY_TIMEOUT_MS },
+    );
+    // One syncfs instead of pg_basebackup's fsync of every file.
+    await run('sync', ['-f', childDir]);
+    return backupLsn(childDir);
+  }
+  await copyTree(pg, source.dataDir, childDir);
+  await run('sync', ['-f', childDir]);
+  return checkpointLsn(pg, childDir);
+}
+
+/** As the compute user, so the copy is owned by it whether or not we run as root. */
+async function copyTree(pg: PgInstall, from: string, to: string): Promise<void> {
+  try {
+    await run('cp', ['-a', '--reflink=auto', '--', from, to], { user: pg.user, timeoutMs: COPY_TIMEOUT_MS });
+  } catch (err) {
+    // A cp without reflink support (busybox, old coreutils) still makes a correct, slower copy.
+    if (!(err instanceof CommandError) || !/reflink/.test(err.stderr)) throw err;
+    await removeDataDir(to);
+    await run('cp', ['-a', '--', from, to], { user: pg.user, timeoutMs: COPY_TIMEOUT_MS });
+  }
+}
+
+/** The checkpoint a stopped cluster would start from; for a clean shutdown, its last record. */
+async function checkpointLsn(pg: PgInstall, dataDir: string): Promise<string> {
+  // Debian's binaries are translated; the label is only stable in the C locale.
+  const { stdout } = await run(bin(pg, 'pg_controldata'), ['-D', dataDir], {
+    user: pg.user,
+    env: { LC_ALL: 'C', LANG: 'C', LANGUAGE: '' },
+  });
+  const m = /^Latest checkpoint location:\s*(\S+)\s*$/m.exec(stdout);
+  if (!m) throw new Error(`pg_controldata -D ${dataDir} printed no checkpoint location`);
+  return m[1];
+}
+
+/**
+ * The end of the backup's WAL range: the child is consistent there and holds everything committed
+ * up to it. START WAL LOCATION (backup_label) is only the checkpoint the backup began with, a
+ * looser bound that misses what was committed during the copy; it serves when there is no manifest.
+ */
+async function backupLsn(dataDir: string): Promise<string> {
+  try {
+    const manifest = JSON.parse(await fsp.readFile(path.join(dataDir, 'backup_manifest'), 'utf8')) as {
+      'WAL-Ranges'?: { 'End-LSN'?: string }[];
+    };
+    const end = manifest['WAL-Ranges']?.at(-1)?.['End-LSN'];
+    if (end && LSN.test(end)) return end;
+  } catch {
+    // fall through to backup_label
+  }
+  const label = await fsp.readFile(path.join(dataDir, 'backup_label'), 'utf8');
+  const m = /^START WAL LOCATION:\s*(\S+)/m.exec(label);
+  if (!m) throw new Error(`no START WAL LOCATION in ${path.join(dataDir, 'backup_label')}`);
+  return m[1];
+}
+
+/**
+ * A snapshot or copy carries the parent's lock file (its PID is alive, so postgres would refuse
+ * to start), and may carry signal files that would turn the child into a standby.
+ * backup_label must stay: a pg_basebackup child recovers from the checkpoint it names.
+ */
+async function makeStartable(pg: PgInstall, dir: string): Promise<void> {
+  for (const f of ['postmaster.pid', 'postmaster.opts', 'standby.signal', 'recovery.signal', 'backup_manifest']) {
+    await fsp.rm(path.join(dir, f), { force: true });
+  }
+  // The parent's replication slots have no consumer in the child and would pin its WAL forever
+  // (pg_basebackup leaves them out too).
+  const slots = path.join(dir, 'pg_replslot');
+  for (const slot of await fsp.readdir(slots).catch(() => [] as string[])) {
+    await fsp.rm(path.join(slots, slot), { recursive: true, force: true });
+  }
+  await fsp.chmod(dir, 0o700);
+  if (pg.user) await fsp.chown(dir, pg.user.uid, pg.user.gid);
+}
