@@ -46,6 +46,12 @@ const DEFAULT_STARTUP_TIMEOUT_MS = 30_000;
 /** How long a socket we ended may linger before we stop waiting for the peer's FIN. */
 const LINGER_MS = 5_000;
 const CANCEL_FORWARD_TIMEOUT_MS = 5_000;
+/**
+ * Every compute socket reads into this one buffer (net's `onread`) instead of a fresh 64 KiB
+ * allocation per read; the read callback copies out what it relays before returning, and the
+ * process is single-threaded, so sharing it is safe.
+ */
+const COMPUTE_READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 const NO_ENDPOINT_MESSAGE =
   'endpoint ID is not specified. Use a database name of the form "ep-xxx.<dbname>", ' +
@@ -199,6 +205,9 @@ class ClientConnection {
   private startupTimer?: NodeJS.Timeout;
   private lingerTimer?: NodeJS.Timeout;
   private readonly cancelKeys: string[] = [];
+  /** Parses the compute's bytes until the first ReadyForQuery, for BackendKeyData; then dropped. */
+  private framer?: MessageFramer;
+  private cancelRoute?: ProxyRoute;
   private relayedEndpoint?: string;
   private readonly log: Logger;
   private readonly onStartupData = (chunk: Buffer) => this.handleStartupData(chunk);
@@ -386,10 +395,15 @@ class ClientConnection {
     else rewritten.delete('options');
     const startup = serializeStartupMessage(rewritten, protocolVersion);
 
-    const compute = net.connect({ host: target.host, port: target.port });
+    const compute = net.connect({
+      host: target.host,
+      port: target.port,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: 60_000,
+      onread: { buffer: COMPUTE_READ_BUFFER, callback: (n) => this.onComputeData(n) },
+    });
     this.compute = compute;
-    compute.setNoDelay(true);
-    compute.setKeepAlive(true, 60_000);
     compute.on('error', (err) => {
       if (this.phase === 'routing') {
         log.warn({ err, host: target.host, port: target.port }, 'cannot reach compute');
@@ -410,53 +424,78 @@ class ClientConnection {
     });
   }
 
-  private relay(client: net.Socket, compute: net.Socket, target: ProxyRoute, startup: Buffer, pipelined: Buffer, endpointId: string): void {
+  private relay(client: net.Socket, compute: net.Socket, target: ProxyRoute, startup: Buffer, pipelined: Buffer): void {
     this.phase = 'relay';
-    this.relayedEndpoint = endpointId;
     clearTimeout(this.startupTimer);
+    // Until the first ReadyForQuery the server's bytes are also parsed, only to learn the
+    // BackendKeyData that later CancelRequests will quote. Authentication is relayed blind.
+    this.framer = new MessageFramer();
+    this.cancelRoute = target;
     compute.write(startup);
     if (pipelined.length) compute.write(pipelined);
 
-    // Until the first ReadyForQuery the server's bytes are also parsed, only to learn the
-    // BackendKeyData that later CancelRequests will quote. Authentication is relayed blind.
-    const framer = new MessageFramer();
-    const watch = (chunk: Buffer) => {
-      let messages;
-      try {
-        messages = framer.push(chunk);
-      } catch (err) {
-        this.log.warn({ err }, 'could not parse compute startup response; cancel will not work for this session');
-        compute.off('data', watch);
-        return;
-      }
-      for (const msg of messages) {
-        if (msg.type === 'K') {
-          const key = parseBackendKeyData(msg);
-          if (key) {
-            const k = cancelKey(key.pid, key.secret);
-            this.cancelKeys.push(k);
-            this.proxy.registerCancelKey(k, { route: target, owner: this });
-          }
-        } else if (msg.type === 'Z') {
-          compute.off('data', watch);
-          return;
-        }
-      }
-    };
-    compute.on('data', watch);
-
-    // pipe() gives backpressure both ways and ends each side when the other ends.
-    compute.pipe(client);
-    client.pipe(compute);
+    // Relayed by hand rather than with pipe(): one message each way per query is the common
+    // case, and every layer per chunk counts there. Backpressure both ways: a side whose peer
+    // cannot take more is paused until the peer drains.
+    let clientPaused = false;
+    client.on('data', (chunk: Buffer) => {
+      if (compute.write(chunk) || clientPaused) return;
+      clientPaused = true;
+      client.pause();
+      compute.once('drain', () => {
+        clientPaused = false;
+        client.resume();
+      });
+    });
+    // Each side's end is passed on, as pipe() did; the reader of an onread socket still gets 'end'.
+    client.once('end', () => compute.end());
+    compute.once('end', () => client.end());
+    compute.resume();
     client.resume();
 
     compute.on('close', () => {
       if (this.phase === 'closed') return;
-      // pipe() already ended the client after the compute's last bytes; a client that never
-      // closes its side must not keep the connection around forever.
+      // The client was ended after the compute's last bytes; a client that never closes its
+      // side must not keep the connection around forever.
       this.lingerTimer = setTimeout(() => this.destroy(), LINGER_MS);
       this.lingerTimer.unref();
     });
+  }
+
+  /** The compute's bytes, `n` of them at the start of COMPUTE_READ_BUFFER, valid only during this call. */
+  private onComputeData(n: number): boolean {
+    const compute = this.compute;
+    if (this.phase !== 'relay' || !compute) return true; // nothing is expected before relay(); after, we are closing
+    const chunk = Buffer.from(COMPUTE_READ_BUFFER.subarray(0, n));
+    if (this.framer) this.watchStartup(chunk);
+    if (this.client.write(chunk)) return true;
+    compute.pause();
+    this.client.once('drain', () => compute.resume());
+    return true;
+  }
+
+  private watchStartup(chunk: Buffer): void {
+    let messages;
+    try {
+      messages = this.framer!.push(chunk);
+    } catch (err) {
+      this.log.warn({ err }, 'could not parse compute startup response; cancel will not work for this session');
+      this.framer = undefined;
+      return;
+    }
+    for (const msg of messages) {
+      if (msg.type === 'K') {
+        const key = parseBackendKeyData(msg);
+        if (key) {
+          const k = cancelKey(key.pid, key.secret);
+          this.cancelKeys.push(k);
+          this.proxy.registerCancelKey(k, { route: this.cancelRoute!, owner: this });
+        }
+      } else if (msg.type === 'Z') {
+        this.framer = undefined;
+        return;
+      }
+    }
   }
 
   private onStartupTimeout(): void {
