@@ -424,8 +424,9 @@ class ClientConnection {
     });
   }
 
-  private relay(client: net.Socket, compute: net.Socket, target: ProxyRoute, startup: Buffer, pipelined: Buffer): void {
+  private relay(client: net.Socket, compute: net.Socket, target: ProxyRoute, startup: Buffer, pipelined: Buffer, endpointId: string): void {
     this.phase = 'relay';
+    this.relayedEndpoint = endpointId;
     clearTimeout(this.startupTimer);
     // Until the first ReadyForQuery the server's bytes are also parsed, only to learn the
     // BackendKeyData that later CancelRequests will quote. Authentication is relayed blind.

@@ -1,0 +1,160 @@
+import { Client } from 'pg';
+import fs from 'node:fs';
+import { sql } from 'kysely';
+import { startTestStack, TestStack, proxyCaFile } from './support/stack';
+import { psql } from './support/clients';
+
+describe('endpoints: scale to zero, wake on connect, allowlist, sizes, schedules', () => {
+  let t: TestStack;
+  let project: any;
+  let ca: string;
+  const path = (p: string) => `/v1/projects/${project.id}${p}`;
+  const ep = () => `/endpoints/${project.endpoint_id}`;
+
+  const connect = () =>
+    new Client({
+      host: '127.0.0.1',
+      port: project.port,
+      user: 'cloud_admin',
+      password: project.pg_password,
+      database: `${project.endpoint_id}.postgres`,
+      ssl: { ca },
+    });
+
+  const resumeEvents = async () =>
+    (await t.stack.db.selectFrom('compute_events').select('event').where('endpoint_id', '=', project.endpoint_id).where('event', '=', 'resume').execute()).length;
+
+  beforeAll(async () => {
+    t = await startTestStack();
+    project = (await t.request('POST', '/v1/projects', { body: { name: 'endpoints' } })).body;
+    ca = fs.readFileSync(proxyCaFile(t), 'utf8');
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  it('lists and gets the endpoint, with secrets only for developers and above', async () => {
+    const list = await t.request('GET', path('/endpoints'));
+    expect(list.status).toBe(200);
+    expect(list.body).toEqual([expect.objectContaining({ id: project.endpoint_id, status: 'running', pg_password: project.pg_password, auto_suspend_seconds: 300, compute_cu: 0.25 })]);
+    const viewer = await t.key('viewer');
+    const asViewer = await t.request('GET', path(ep()), { key: viewer });
+    expect(asViewer.status).toBe(200);
+    expect(asViewer.body).not.toHaveProperty('pg_password');
+    const sizes = await t.request('GET', path('/endpoints/compute-sizes'));
+    expect(sizes.body).toEqual(expect.arrayContaining([{ cu: 0.25, label: '0.25 CU', vcpu: 0.25, memory_gb: 0.5 }, { cu: 1, label: '1 CU', vcpu: 1, memory_gb: 2 }]));
+  });
+
+  it('suspends, then a client through the proxy wakes it and is served', async () => {
+    const s = await t.request('POST', path(`${ep()}/suspend`));
+    expect(s.status).toBe(200);
+    expect(s.body).toMatchObject({ id: project.endpoint_id, status: 'suspended' });
+    expect(await t.stack.engine.endpointRunning({ branchId: project.branch_id })).toBe(false);
+
+    const r = await psql(project.connection_string, 'SELECT 42');
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('42');
+    expect((await t.request('GET', path(ep()))).body.status).toBe('running');
+  });
+
+  it('resumes once for twenty clients arriving together', async () => {
+    await t.request('POST', path(`${ep()}/suspend`));
+    const before = await resumeEvents();
+    const clients = Array.from({ length: 20 }, connect);
+    const results = await Promise.all(
+      clients.map(async (c) => {
+        await c.connect();
+        const res = await c.query('SELECT 1 AS one');
+        await c.end();
+        return res.rows[0].one;
+      }),
+    );
+    expect(results).toEqual(Array(20).fill(1));
+    expect((await resumeEvents()) - before).toBe(1);
+  });
+
+  it('enforces the allowlist in the proxy, naming the client address', async () => {
+    const bad = await t.request('PUT', path(`${ep()}/allowlist`), { body: { allowlist: ['10.0.0.0/8', 'not-an-ip'] } });
+    expect(bad.status).toBe(422);
+    expect(bad.body.error.details.fields[0].field).toBe('body.allowlist.1');
+    expect((await t.request('GET', path(`${ep()}/allowlist`))).body).toEqual([]);
+
+    const deny = await t.request('PUT', path(`${ep()}/allowlist`), { body: { allowlist: ['10.0.0.0/8', '2001:db8::/32'] } });
+    expect(deny.body).toEqual(['10.0.0.0/8', '2001:db8::/32']);
+    const refused = await psql(project.connection_string, 'SELECT 1');
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/client address 127\.0\.0\.1 is not allowed by the IP allowlist/);
+
+    await t.request('PUT', path(`${ep()}/allowlist`), { body: { allowlist: ['10.0.0.0/8', '127.0.0.0/8'] } });
+    expect((await psql(project.connection_string, 'SELECT 1')).stdout.trim()).toBe('1');
+    await t.request('PUT', path(`${ep()}/allowlist`), { body: { allowlist: [] } });
+  });
+
+  it('resizes the compute: Postgres settings and, where the host allows, cgroup limits', async () => {
+    const bad = await t.request('PATCH', path(ep()), { body: { compute_cu: 0.3 } });
+    expect(bad.status).toBe(422);
+    const res = await t.request('PATCH', path(ep()), { body: { compute_cu: 1, auto_suspend_seconds: 600 } });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ compute_cu: 1, auto_suspend_seconds: 600 });
+    expect(typeof res.body.limits_enforced).toBe('boolean');
+    expect((await psql(project.connection_string, 'SHOW work_mem')).stdout.trim()).not.toBe('4MB');
+    const range = await t.request('PATCH', path(ep()), { body: { min_cu: 2, max_cu: 1 } });
+    expect(range.status).toBe(422);
+    const auto = await t.request('PATCH', path(ep()), { body: { min_cu: 0.5, max_cu: 2 } });
+    expect(auto.body).toMatchObject({ min_cu: 0.5, max_cu: 2, compute_cu: 1 });
+    const history = await t.stack.db.selectFrom('compute_events').selectAll().where('endpoint_id', '=', project.endpoint_id).where('event', '=', 'resize').execute();
+    expect(history.length).toBe(1);
+  });
+
+  it('auto-suspends an idle compute from its schedule, but not one with a client', async () => {
+    await t.request('PATCH', path(ep()), { body: { auto_suspend_seconds: 1 } });
+    await t.stack.db.updateTable('endpoints').set({ last_active_at: sql`now() - interval '1 minute'` }).where('id', '=', project.endpoint_id).execute();
+    const held = connect();
+    await held.connect();
+    const sweep = t.stack.temporal.schedule.getHandle(`${t.env.LAMPION_TASK_QUEUE}-auto-suspend`);
+    await runScheduleOnce(t, sweep);
+    expect((await t.request('GET', path(ep()))).body.status).toBe('running');
+    await held.end();
+
+    await t.stack.db.updateTable('endpoints').set({ last_active_at: sql`now() - interval '1 minute'` }).where('id', '=', project.endpoint_id).execute();
+    await runScheduleOnce(t, sweep);
+    await waitFor(async () => (await t.request('GET', path(ep()))).body.status === 'suspended');
+    const events = await t.stack.db.selectFrom('compute_events').select(['event', 'duration_s']).where('endpoint_id', '=', project.endpoint_id).orderBy('id').execute();
+    expect(events.at(-1)).toMatchObject({ event: 'suspend' });
+    expect(events.at(-1)!.duration_s).toBeGreaterThan(0);
+    await t.request('PATCH', path(ep()), { body: { auto_suspend_seconds: 0 } });
+  });
+
+  it('expires unprotected branches past their TTL from the schedule; protected ones stay', async () => {
+    const a = (await t.request('POST', path('/branches'), { body: { name: 'short-lived' } })).body;
+    const b = (await t.request('POST', path('/branches'), { body: { name: 'kept' } })).body;
+    await t.request('PATCH', path(`/branches/${a.id}`), { body: { ttl_hours: 1 } });
+    await t.request('PATCH', path(`/branches/${b.id}`), { body: { ttl_hours: 1, protected: true } });
+    await t.stack.db.updateTable('branches').set({ expires_at: sql`now() - interval '1 second'` }).where('id', 'in', [a.id, b.id]).execute();
+    await runScheduleOnce(t, t.stack.temporal.schedule.getHandle(`${t.env.LAMPION_TASK_QUEUE}-branch-ttl`));
+    await waitFor(async () => (await t.request('GET', path(`/branches/${a.id}`))).status === 404);
+    expect((await t.request('GET', path(`/branches/${b.id}`))).body).toMatchObject({ name: 'kept', protected: true });
+  });
+});
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Triggers the schedule (as an operator would in the UI) and waits for that run to finish. */
+async function runScheduleOnce(t: TestStack, handle: any): Promise<void> {
+  const before = new Set(((await handle.describe()).info.recentActions ?? []).map((a: any) => a.action.workflow.workflowId));
+  await handle.trigger();
+  let runId: string | undefined;
+  await waitFor(async () => {
+    const recent = (await handle.describe()).info.recentActions ?? [];
+    const fresh = recent.find((a: any) => !before.has(a.action.workflow.workflowId));
+    runId = fresh?.action.workflow.workflowId;
+    return Boolean(runId);
+  });
+  await t.stack.temporal.workflow.getHandle(runId!).result();
+}
