@@ -122,6 +122,9 @@ describe('endpoints: scale to zero, wake on connect, allowlist, sizes, schedules
     const events = await t.stack.db.selectFrom('compute_events').select(['event', 'duration_s']).where('endpoint_id', '=', project.endpoint_id).orderBy('id').execute();
     expect(events.at(-1)).toMatchObject({ event: 'suspend' });
     expect(events.at(-1)!.duration_s).toBeGreaterThan(0);
+    const history = await t.request('GET', path('/metrics/compute-history'));
+    expect(history.body[0]).toMatchObject({ event: 'suspend', endpoint_id: project.endpoint_id });
+    expect(history.body.map((e: any) => e.event)).toEqual(expect.arrayContaining(['start', 'suspend', 'resume', 'resize']));
     await t.request('PATCH', path(ep()), { body: { auto_suspend_seconds: 0 } });
   });
 

@@ -88,7 +88,8 @@ describe('projects over HTTP, Temporal, real Postgres and the proxy', () => {
     expect(Object.keys(doc.body.paths)).toEqual(expect.arrayContaining(['/v1/projects', '/v1/projects/{project_id}', '/health']));
     const health = await t.request('GET', '/health', { key: null });
     expect(health.status).toBe(200);
-    expect(Object.keys(health.body.components).sort()).toEqual(['control_db', 'proxy', 'temporal', 'worker']);
+    expect(Object.keys(health.body.components).sort()).toEqual(['compute_limits', 'control_db', 'proxy', 'storage', 'temporal', 'worker']);
+    expect(health.body.components.storage.detail).toBe(`driver ${project.storage_driver}`);
   });
 
   it('keeps the project, its compute and its rows across a restart of the stack', async () => {

@@ -11,6 +11,7 @@ import { registerHealthRoutes } from './routes/health';
 import { registerBranchRoutes } from './routes/branches';
 import { registerSeedRoutes } from './routes/seeds';
 import { registerEndpointRoutes } from './routes/endpoints';
+import { registerMetricsRoutes } from './routes/metrics';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -26,6 +27,7 @@ export function createApp(deps: ApiDeps): Koa {
   registerBranchRoutes(router, registry, deps);
   registerSeedRoutes(router, registry, deps);
   registerEndpointRoutes(router, registry, deps);
+  registerMetricsRoutes(router, registry, deps);
 
   const document = new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',

@@ -34,6 +34,7 @@ export const POLICY = {
   'endpoint.update': 'developer',
   'endpoint.suspend': 'developer',
   'endpoint.allowlist.write': 'admin',
+  'metrics.read': 'viewer',
   'health.read': 'viewer',
 } as const satisfies Record<string, Role>;
 

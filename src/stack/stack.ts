@@ -235,6 +235,15 @@ export class Stack {
         const pollers = res.pollers?.length ?? 0;
         return pollers > 0 ? { status: 'ok', detail: `${pollers} poller(s) on ${c.controlTaskQueue}` } : { status: 'down', detail: `no worker polls ${c.controlTaskQueue}` };
       },
+      ...(this.roles.worker
+        ? {
+            storage: async () => ({ status: 'ok' as const, detail: `driver ${await this.engine.driver()}` }),
+            compute_limits: async () => ({
+              status: 'ok' as const,
+              detail: this.engine.limiter.enforced ? `enforced (cgroup ${this.engine.limiter.version})` : `not enforced: ${this.engine.limiter.reason}`,
+            }),
+          }
+        : {}),
       proxy: async () => {
         const up = this.proxy ? this.proxy.listening : await canConnect(c.proxyPort);
         return up ? { status: 'ok', detail: `port ${this.proxyPort}` } : { status: 'down', detail: `nothing listens on ${this.proxyPort}` };
