@@ -131,12 +131,18 @@ describe('endpoints: scale to zero, wake on connect, allowlist, sizes, schedules
   it('expires unprotected branches past their TTL from the schedule; protected ones stay', async () => {
     const a = (await t.request('POST', path('/branches'), { body: { name: 'short-lived' } })).body;
     const b = (await t.request('POST', path('/branches'), { body: { name: 'kept' } })).body;
+    const parent = (await t.request('POST', path('/branches'), { body: { name: 'expired-parent' } })).body;
+    const kid = (await t.request('POST', path('/branches'), { body: { name: 'kid', parent_id: parent.id } })).body;
     await t.request('PATCH', path(`/branches/${a.id}`), { body: { ttl_hours: 1 } });
     await t.request('PATCH', path(`/branches/${b.id}`), { body: { ttl_hours: 1, protected: true } });
-    await t.stack.db.updateTable('branches').set({ expires_at: sql`now() - interval '1 second'` }).where('id', 'in', [a.id, b.id]).execute();
+    await t.request('PATCH', path(`/branches/${parent.id}`), { body: { ttl_hours: 1 } });
+    await t.stack.db.updateTable('branches').set({ expires_at: sql`now() - interval '1 second'` }).where('id', 'in', [a.id, b.id, parent.id]).execute();
     await runScheduleOnce(t, t.stack.temporal.schedule.getHandle(`${t.env.LAMPION_TASK_QUEUE}-branch-ttl`));
     await waitFor(async () => (await t.request('GET', path(`/branches/${a.id}`))).status === 404);
     expect((await t.request('GET', path(`/branches/${b.id}`))).body).toMatchObject({ name: 'kept', protected: true });
+    // A parent waits for its children to go before it expires.
+    expect((await t.request('GET', path(`/branches/${parent.id}`))).body).toMatchObject({ name: 'expired-parent', status: 'ready' });
+    expect((await t.request('DELETE', path(`/branches/${kid.id}`))).status).toBe(204);
   });
 });
 

@@ -251,6 +251,10 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
         .where('branches.is_primary', '=', false)
         .where('branches.status', '=', 'ready')
         .where('branches.expires_at', '<', sql<Date>`now()`)
+        // A parent outlives its TTL until its children are gone, as the API's delete requires.
+        .where(({ not, exists, selectFrom }) =>
+          not(exists(selectFrom('branches as child').select('child.id').whereRef('child.parent_id', '=', 'branches.id'))),
+        )
         .execute();
       return rows.map((r) => ({ branchId: r.id, projectId: r.project_id, orgId: r.org_id }));
     },
