@@ -4,50 +4,19 @@
  *   npm run bench:project-create -- --runs 10
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import pino from 'pino';
-import { loadConfig } from '../src/config';
-import { Stack } from '../src/stack/stack';
-import { isPortFree } from '../src/engine/ports';
 import { createDataDir, removeDataDir } from '../src/engine/storage';
 import { initCluster, startCluster, stopCluster, writeRuntimeConf, withSystemClient } from '../src/engine/cluster';
 import { ensureOwnedDir } from '../src/engine/fs';
-import { generateApiKey } from '../src/domain/apiKeys';
+import { argNumber, fmtMs as fmt, freePort, quantile, startBenchStack } from './support';
 
-const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 10;
-
-async function freePort(from: number): Promise<number> {
-  for (let p = from; p < from + 1000; p++) if (await isPortFree(p)) return p;
-  throw new Error('no free port');
-}
-
-const quantile = (xs: number[], q: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)];
-};
+const runs = argNumber('runs', 10);
 
 async function main() {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lampion-bench-'));
-  fs.chmodSync(dataDir, 0o711);
-  const key = generateApiKey();
-  const config = loadConfig({
-    ...process.env,
-    LAMPION_DATA_DIR: dataDir,
-    LAMPION_API_PORT: '0',
-    LAMPION_PROXY_PORT: '0',
-    LAMPION_CONTROL_DB_PORT: String(await freePort(35432)),
-    LAMPION_TEMPORAL_PORT: String(await freePort(37233)),
-    LAMPION_TEMPORAL_UI_PORT: String(await freePort(38233)),
-    LAMPION_BOOTSTRAP_API_KEY: key,
-    LOG_LEVEL: 'warn',
-  });
-  const stack = await Stack.start(config, undefined, pino({ level: 'warn' }));
-  const ca = fs.readFileSync(path.join(dataDir, 'tls', 'proxy.crt'), 'utf8');
-  const api = `http://127.0.0.1:${stack.apiPort}`;
-  const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
-  const engine = stack.engine;
+  const b = await startBenchStack();
+  const { ca, api, headers } = b;
+  const engine = b.stack.engine;
   const pg = engine.pg;
 
   async function viaApi(i: number): Promise<number> {
@@ -92,15 +61,13 @@ async function main() {
       a.push(await viaApi(i));
       f.push(await floor(i));
     }
-    const fmt = (x: number) => `${x.toFixed(0)} ms`;
     const ratio = quantile(a, 0.5) / quantile(f, 0.5);
     console.log(`project-create  runs=${runs}  driver=${await engine.driver()}`);
     console.log(`  lampion (API → first query via proxy)  median ${fmt(quantile(a, 0.5))}  p95 ${fmt(quantile(a, 0.95))}`);
     console.log(`  raw floor (initdb + start + query)     median ${fmt(quantile(f, 0.5))}  p95 ${fmt(quantile(f, 0.95))}`);
     console.log(`  ratio (median)                         ${ratio.toFixed(2)}  (target ≤ 1.5)`);
   } finally {
-    await stack.stop();
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    await b.stop();
   }
 }
 

@@ -128,6 +128,32 @@ describe('endpoints: scale to zero, wake on connect, allowlist, sizes, schedules
     await t.request('PATCH', path(ep()), { body: { auto_suspend_seconds: 0 } });
   });
 
+  it('autoscales a busy compute one tier up within its bounds, recorded in compute history', async () => {
+    const b = (await t.request('POST', path('/branches'), { body: { name: 'busy' } })).body;
+    const epPath = path(`/endpoints/${b.compute_id}`);
+    const set = await t.request('PATCH', epPath, { body: { compute_cu: 0.25, min_cu: 0.25, max_cu: 1 } });
+    expect(set.status).toBe(200);
+    const sweep = t.stack.temporal.schedule.getHandle(`${t.env.LAMPION_TASK_QUEUE}-autoscale`);
+    await runScheduleOnce(t, sweep); // first CPU sample
+    const load = psql(b.connection_string, 'SELECT count(*) FROM generate_series(1, 40000000)');
+    await new Promise((r) => setTimeout(r, 2500));
+    await runScheduleOnce(t, sweep);
+    await load;
+    const after = (await t.request('GET', epPath)).body;
+    const resizes = (await t.request('GET', path('/metrics/compute-history'))).body.filter(
+      (e: any) => e.endpoint_id === b.compute_id && e.event === 'resize' && e.detail?.reason === 'autoscale',
+    );
+    if (set.body.limits_enforced) {
+      expect(after.compute_cu).toBe(0.5);
+      expect(resizes).toEqual([expect.objectContaining({ detail: { reason: 'autoscale', from_cu: 0.25, to_cu: 0.5 } })]);
+    } else {
+      // Without cgroups there is no CPU measurement: the API says so and nothing moves.
+      expect(after.compute_cu).toBe(0.25);
+      expect(resizes).toEqual([]);
+    }
+    expect((await t.request('DELETE', path(`/branches/${b.id}`))).status).toBe(204);
+  });
+
   it('expires unprotected branches past their TTL from the schedule; protected ones stay', async () => {
     const a = (await t.request('POST', path('/branches'), { body: { name: 'short-lived' } })).body;
     const b = (await t.request('POST', path('/branches'), { body: { name: 'kept' } })).body;

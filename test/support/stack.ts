@@ -44,6 +44,10 @@ export async function startTestStack(extraEnv: Record<string, string> = {}): Pro
     DATABASE_URL: base.replace(/\/lampion$/, `/lampion_${tag}`),
     TEMPORAL_ADDRESS: process.env.LAMPION_TEST_TEMPORAL_ADDRESS!,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
+    // Tests trigger schedules themselves, so runs happen exactly when a test expects them.
+    LAMPION_AUTO_SUSPEND_SWEEP_SECONDS: '3600',
+    LAMPION_TTL_SWEEP_SECONDS: '3600',
+    LAMPION_AUTOSCALE_SWEEP_SECONDS: '3600',
     ...(process.env.LAMPION_PG_OS_USER ? { LAMPION_PG_OS_USER: process.env.LAMPION_PG_OS_USER } : {}),
     ...extraEnv,
   };
