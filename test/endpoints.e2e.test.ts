@@ -73,6 +73,20 @@ describe('endpoints: scale to zero, wake on connect, allowlist, sizes, schedules
     expect((await resumeEvents()) - before).toBe(1);
   });
 
+  it('gives the client a clear error, not a hang, when the resume fails', async () => {
+    const b = (await t.request('POST', path('/branches'), { body: { name: 'broken-resume' } })).body;
+    expect((await t.request('POST', path(`/endpoints/${b.compute_id}/suspend`))).status).toBe(200);
+    // Postgres refuses to start a data dir without PG_VERSION.
+    const versionFile = `${t.stack.engine.layout.branchDataDir(b.id)}/PG_VERSION`;
+    fs.renameSync(versionFile, `${versionFile}.hidden`);
+    const r = await psql(b.connection_string, 'SELECT 1');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/could not resume endpoint/);
+    fs.renameSync(`${versionFile}.hidden`, versionFile);
+    expect((await psql(b.connection_string, 'SELECT 1')).stdout.trim()).toBe('1');
+    expect((await t.request('DELETE', path(`/branches/${b.id}`))).status).toBe(204);
+  });
+
   it('enforces the allowlist in the proxy, naming the client address', async () => {
     const bad = await t.request('PUT', path(`${ep()}/allowlist`), { body: { allowlist: ['10.0.0.0/8', 'not-an-ip'] } });
     expect(bad.status).toBe(422);
