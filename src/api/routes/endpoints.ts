@@ -192,16 +192,6 @@ export function registerEndpointRoutes(router: Router, registry: OpenAPIRegistry
       if (rangeError) throw new ApiError(422, 'validation_failed', rangeError, { fields: [{ field: 'body.min_cu', message: rangeError }] });
       let computeCu = body.compute_cu ?? ep.compute_cu;
       if (minCu !== null && maxCu !== null) computeCu = Math.min(Math.max(computeCu, minCu), maxCu);
-      await deps.db
-        .updateTable('endpoints')
-        .set({
-          auto_suspend_seconds: body.auto_suspend_seconds ?? ep.auto_suspend_seconds,
-          min_cu: minCu,
-          max_cu: maxCu,
-          updated_at: sql`now()`,
-        })
-        .where('id', '=', ep.id)
-        .execute();
       if (computeCu !== ep.compute_cu) {
         const outcome = await runOperation(deps, {
           auth,
@@ -214,6 +204,17 @@ export function registerEndpointRoutes(router: Router, registry: OpenAPIRegistry
         });
         if (!outcome.done) ctx.status = 202;
       }
+      // After the resize: a refused resize (409) leaves every setting as it was.
+      await deps.db
+        .updateTable('endpoints')
+        .set({
+          auto_suspend_seconds: body.auto_suspend_seconds ?? ep.auto_suspend_seconds,
+          min_cu: minCu,
+          max_cu: maxCu,
+          updated_at: sql`now()`,
+        })
+        .where('id', '=', ep.id)
+        .execute();
       ctx.body = endpointView(deps, auth, await findEndpoint(deps, auth, params.project_id, params.endpoint_id));
     },
   });
