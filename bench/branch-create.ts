@@ -31,6 +31,7 @@ import {
   ensureBtrfsVolume,
   fmtMs,
   freePort,
+  machineLoad,
   median,
   quantile,
   startBenchStack,
@@ -55,6 +56,7 @@ const MIN_RUNS = 3;
 const FILL_CU = 2;
 
 const startedAt = performance.now();
+const loadAtStart = machineLoad();
 const log = (msg: string) => process.stderr.write(`[branch-create ${((performance.now() - startedAt) / 1000).toFixed(0)}s] ${msg}\n`);
 
 interface Parent {
@@ -260,6 +262,7 @@ async function runDriver(driver: StorageDriver, deadline: number, driversLeft: n
 function report(results: DriverResult[]) {
   const q = (xs: number[], p: number) => quantile(xs, p);
   console.log(`\nbranch-create  runs=${RUNS} per cell (default 7)  parent compute 0.25 CU, idle, running`);
+  console.log(`  ${loadAtStart} at start, ${machineLoad()} at the end`);
   const rows: string[][] = [];
   for (const r of results) {
     for (const c of r.cells) {

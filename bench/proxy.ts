@@ -123,11 +123,14 @@ function postgresCpuUs(postmaster: number): { us: number; children: number } {
   return { us: processCpuUs(postmaster, true) + kids.reduce((a, k) => a + processCpuUs(k), 0), children: kids.length };
 }
 
-/** Machine-wide busy CPU µs (everything but idle, iowait and steal). */
-function machineBusyUs(): number {
+/**
+ * Machine-wide CPU µs spent in processes (user + nice + system), and stolen by the hypervisor.
+ * irq/softirq time is left out: it is mostly our own loopback traffic, charged to no process.
+ */
+function machineCpuUs(): { busy: number; steal: number } {
   const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const [user, nice, system, , , irq, softirq] = f;
-  return ((user + nice + system + irq + softirq) * 1e6) / CLK_TCK;
+  const [user, nice, system, , , , , steal] = f;
+  return { busy: ((user + nice + system) * 1e6) / CLK_TCK, steal: ((steal ?? 0) * 1e6) / CLK_TCK };
 }
 
 function nodeCpuUs(): number {
@@ -139,15 +142,25 @@ function nodeCpuUs(): number {
 
 const children = new Set<ChildProcess>();
 
+function killGroup(child: ChildProcess): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    child.kill('SIGKILL');
+  }
+}
+
 function runCommand(file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group, so that a timeout or cleanup ends pgbench too, not only bash.
+    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     children.add(child);
     let stdout = '';
     let stderr = '';
     child.stdout!.on('data', (d) => (stdout += d));
     child.stderr!.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const timer = setTimeout(() => killGroup(child), timeoutMs);
     child.on('error', (err) => {
       clearTimeout(timer);
       children.delete(child);
@@ -181,6 +194,8 @@ interface Sample {
   relayUs?: number;
   /** Busy CPU of everything else on the machine during the run, % of all CPUs. */
   otherPct: number;
+  /** CPU stolen by the hypervisor during the run, % of all CPUs. */
+  stealPct: number;
 }
 
 class Bench {
@@ -195,7 +210,7 @@ class Bench {
     // bash's `times` reports the CPU of its reaped children, i.e. of pgbench.
     const script = '"$LAMPION_PGBENCH" "$@"; rc=$?; times >&2; exit $rc';
     const baselineKids = childrenOf(this.postmaster).length;
-    const m0 = machineBusyUs();
+    const m0 = machineCpuUs();
     const n0 = nodeCpuUs();
     const c0 = postgresCpuUs(this.postmaster).us;
     const r0 = t.relayCpuUs?.();
@@ -205,7 +220,7 @@ class Bench {
     for (let i = 0; i < 40 && childrenOf(this.postmaster).length > baselineKids; i++) await sleep(50);
     const c1 = postgresCpuUs(this.postmaster).us;
     const n1 = nodeCpuUs();
-    const m1 = machineBusyUs();
+    const m1 = machineCpuUs();
 
     const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(res.stdout);
     const txm = /number of transactions actually processed: (\d+)/.exec(res.stdout);
@@ -226,7 +241,8 @@ class Bench {
       clientUs: clientCpu / tx,
       computeUs: (c1 - c0) / tx,
       relayUs: relayCpu !== undefined ? relayCpu / tx : undefined,
-      otherPct: Math.max(0, (100 * (m1 - m0 - ours)) / (elapsedUs * CPUS)),
+      otherPct: Math.max(0, (100 * (m1.busy - m0.busy - ours)) / (elapsedUs * CPUS)),
+      stealPct: (100 * (m1.steal - m0.steal)) / (elapsedUs * CPUS),
     };
   }
 }
@@ -348,7 +364,7 @@ async function main() {
   let cleaning: Promise<void> | undefined;
   const cleanup = () =>
     (cleaning ??= (async () => {
-      for (const c of children) if (c.exitCode === null && c.signalCode === null && c.spawnfile === 'bash') c.kill('SIGKILL');
+      for (const c of children) if (c.spawnfile !== 'runuser' && c.spawnfile !== PGBOUNCER) killGroup(c);
       await bouncer?.stop().catch((err) => console.error('stopping pgbouncer:', err));
       await stack?.stop().catch((err) => console.error('stopping the stack:', err));
       fs.rmSync(dataDir, { recursive: true, force: true });
@@ -441,7 +457,7 @@ async function main() {
 
     const f1 = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '   -' : x.toFixed(1).padStart(5));
     const samples = new Map<string, Sample[]>(targets.map((t) => [t.name, []]));
-    console.log(`  ${''.padEnd(6)} ${'path'.padEnd(14)} ${'tps'.padStart(7)}  ${'latency'.padStart(8)}   CPU µs/tx: client compute relay  other load`);
+    console.log(`  ${''.padEnd(6)} ${'path'.padEnd(14)} ${'tps'.padStart(7)}  ${'latency'.padStart(8)}   CPU µs/tx: client compute relay  other load, steal`);
     for (let rep = 0; rep < REPS; rep++) {
       // Interleaved, and rotated so that no path always runs right after the same one.
       for (let i = 0; i < targets.length; i++) {
@@ -449,7 +465,7 @@ async function main() {
         const s = await bench.run(t, DURATION_S);
         samples.get(t.name)!.push(s);
         console.log(
-          `  rep ${rep + 1}  ${t.name.padEnd(14)} ${s.tps.toFixed(0).padStart(7)}  ${s.latencyMs.toFixed(3).padStart(5)} ms   ${''.padEnd(10)}${f1(s.clientUs)} ${f1(s.computeUs).padStart(7)} ${f1(s.relayUs)}  ${s.otherPct.toFixed(0).padStart(5)}%`,
+          `  rep ${rep + 1}  ${t.name.padEnd(14)} ${s.tps.toFixed(0).padStart(7)}  ${s.latencyMs.toFixed(3).padStart(5)} ms   ${''.padEnd(10)}${f1(s.clientUs)} ${f1(s.computeUs).padStart(7)} ${f1(s.relayUs)}  ${s.otherPct.toFixed(0).padStart(5)}%, ${s.stealPct.toFixed(0)}%`,
         );
       }
     }
@@ -478,10 +494,10 @@ async function main() {
     console.log(`  pgbouncer / direct        ${ratio('pgbouncer', 'direct')}`);
     console.log(`  proxy-plain / pgbouncer   ${ratio('proxy plain', 'pgbouncer')}`);
     console.log(`  proxy-TLS / pgbouncer-TLS ${ratio('proxy TLS', 'pgbouncer TLS')}`);
-    const worstOther = Math.max(...[...samples.values()].flat().map((s) => s.otherPct));
+    const worstOther = Math.max(...[...samples.values()].flat().map((s) => s.otherPct + s.stealPct));
     console.log(`  (this process idles at ${idleMsPerS.toFixed(1)} ms CPU/s, counted in the proxy's relay column;`);
     console.log(`   CPU-model ratio = direct's total CPU/tx ÷ the path's, the TPS ratio of a CPU-bound host;`);
-    console.log(`   other load peaked at ${worstOther.toFixed(0)}% of the machine${worstOther > 10 ? ': TPS is noisy, trust the CPU columns more' : ''})`);
+    console.log(`   other load + steal peaked at ${worstOther.toFixed(0)}% of the machine${worstOther > 10 ? ': TPS is noisy, trust the CPU columns more' : ''})`);
   } finally {
     await cleanup();
     clearTimeout(deadline);

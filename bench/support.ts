@@ -52,6 +52,11 @@ export function table(header: string[], rows: string[][], indent = '  '): string
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Load average and core count, to qualify numbers taken on a shared machine. */
+export function machineLoad(): string {
+  return `load avg ${os.loadavg().map((x) => x.toFixed(2)).join(' / ')} (1/5/15 min) on ${os.cpus().length} cores`;
+}
+
 export interface BenchStack {
   stack: Stack;
   dataDir: string;

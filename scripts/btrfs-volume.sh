@@ -88,7 +88,7 @@ fi
 
 as_root mkdir -p -- "$mnt"
 err="$(as_root mount -t btrfs -o loop -- "$img" "$mnt" 2>&1)" \
-  || cannot "mount -o loop $img $mnt failed: $err (loop devices or btrfs unavailable here?)"
+  || cannot "mount -o loop $img $mnt failed: $err (no usable loop device or btrfs here, or $img is not a btrfs image: delete it to have it recreated)"
 # Compute processes run as an unprivileged user and must traverse the mount root.
 as_root chmod 0755 -- "$mnt"
 say "mounted $img at $mnt"

@@ -23,6 +23,8 @@ need_apt=()
 [ -f "/usr/share/postgresql/${PG_MAJOR}/extension/pg_stat_statements.control" ] || need_apt+=("postgresql-${PG_MAJOR}")
 [ -x "$PG_BINDIR/psql" ] && [ -x "$PG_BINDIR/pg_dump" ] && [ -x "$PG_BINDIR/pgbench" ] || need_apt+=("postgresql-client-${PG_MAJOR}")
 command -v mkfs.btrfs >/dev/null 2>&1 || need_apt+=("btrfs-progs")
+# pgbouncer is the peer that bench/proxy measures the proxy against.
+[ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || need_apt+=("pgbouncer")
 if [ "${#need_apt[@]}" -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]}"
   command -v apt-get >/dev/null 2>&1 || die "apt-get not found. Install PostgreSQL ${PG_MAJOR} (server, contrib, client) and btrfs-progs, or set LAMPION_PG_BINDIR."

@@ -12,7 +12,7 @@ import { forkDataDir } from '../src/engine/fork';
 import { HostEngine } from '../src/engine/host';
 import { HostLayout } from '../src/engine/layout';
 import { isPortFree } from '../src/engine/ports';
-import { filesystemType, type StorageDriver } from '../src/engine/storage';
+import { createDataDir, filesystemType, type StorageDriver } from '../src/engine/storage';
 import { withSystemClient, type PgInstall } from '../src/engine/cluster';
 
 jest.setTimeout(120_000);
@@ -164,6 +164,21 @@ describe.each<StorageDriver>(['btrfs', 'copy'])('fork on the %s driver', (driver
     ).rejects.toThrow(/already exists/);
     expect(fs.existsSync(path.join(target, 'PG_VERSION'))).toBe(true);
     expect(await engine.endpointRunning({ branchId: ep.branchId })).toBe(true);
+  });
+
+  maybe('removes the partial child when a fork fails midway, and refuses tablespaces', async () => {
+    // Passes the copy/snapshot step, then fails reading pg_control.
+    const fake = dataDir('br-fake');
+    await createDataDir(fake, driver, pg.user);
+    fs.writeFileSync(path.join(fake, 'PG_VERSION'), '15\n');
+    const source = { dataDir: fake, running: false, socketDir: '', port: 0 };
+    await expect(forkDataDir(pg, driver, source, dataDir('br-f'))).rejects.toThrow(/pg_controldata/);
+    expect(fs.existsSync(dataDir('br-f'))).toBe(false);
+
+    fs.mkdirSync(path.join(fake, 'pg_tblspc'));
+    fs.symlinkSync('/nonexistent', path.join(fake, 'pg_tblspc', '16384'));
+    await expect(forkDataDir(pg, driver, source, dataDir('br-f'))).rejects.toThrow(/tablespaces/);
+    expect(fs.existsSync(dataDir('br-f'))).toBe(false);
   });
 
   maybe('refuses to fork a running parent without its endpoint', async () => {

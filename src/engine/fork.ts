@@ -38,6 +38,10 @@ export async function forkDataDir(
   if (!(await exists(path.join(source.dataDir, 'PG_VERSION')))) {
     throw new Error(`cannot fork ${source.dataDir}: not a Postgres data directory`);
   }
+  // A snapshot or cp copies pg_tblspc's symlinks as they are: the child would write into the
+  // parent's tablespaces. Lampion never creates any (it takes a superuser), so refuse outright.
+  const tablespaces = await fsp.readdir(path.join(source.dataDir, 'pg_tblspc')).catch(() => [] as string[]);
+  if (tablespaces.length) throw new Error(`cannot fork ${source.dataDir}: it has tablespaces (${tablespaces.join(', ')})`);
   try {
     const lsn = driver === 'btrfs' ? await forkBtrfs(pg, source, childDir) : await forkCopy(pg, source, childDir);
     if (!LSN.test(lsn)) throw new Error(`fork of ${source.dataDir} produced an unreadable LSN "${lsn}"`);
