@@ -1,4 +1,5 @@
 import { Client } from 'pg';
+import { ScheduleOverlapPolicy } from '@temporalio/client';
 import fs from 'node:fs';
 import { sql } from 'kysely';
 import { startTestStack, TestStack, proxyCaFile } from './support/stack';
@@ -129,6 +130,9 @@ describe('endpoints: scale to zero, wake on connect, allowlist, sizes, schedules
     await runScheduleOnce(t, sweep);
     expect((await t.request('GET', path(ep()))).body.status).toBe('running');
     await held.end();
+    // The proxy records activity when a session ends; let it, then age the endpoint.
+    await waitFor(async () => t.stack.proxy!.activeConnections === 0);
+    await new Promise((r) => setTimeout(r, 200));
 
     await t.stack.db.updateTable('endpoints').set({ last_active_at: sql`now() - interval '1 minute'` }).where('id', '=', project.endpoint_id).execute();
     await runScheduleOnce(t, sweep);
@@ -194,10 +198,17 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs = 30_000): Promi
   }
 }
 
+let lastTrigger = 0;
+
 /** Triggers the schedule (as an operator would in the UI) and waits for that run to finish. */
 async function runScheduleOnce(t: TestStack, handle: any): Promise<void> {
+  // Scheduled runs are named <schedule>-<time to the second>: a second trigger within the same
+  // second would collide with the first run's id and be dropped.
+  const wait = lastTrigger + 1100 - Date.now();
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  lastTrigger = Date.now();
   const before = new Set(((await handle.describe()).info.recentActions ?? []).map((a: any) => a.action.workflow.workflowId));
-  await handle.trigger();
+  await handle.trigger(ScheduleOverlapPolicy.ALLOW_ALL);
   let runId: string | undefined;
   await waitFor(async () => {
     const recent = (await handle.describe()).info.recentActions ?? [];

@@ -44,16 +44,17 @@ export async function startTestStack(extraEnv: Record<string, string> = {}): Pro
     DATABASE_URL: base.replace(/\/lampion$/, `/lampion_${tag}`),
     TEMPORAL_ADDRESS: process.env.LAMPION_TEST_TEMPORAL_ADDRESS!,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
-    // Tests trigger schedules themselves, so runs happen exactly when a test expects them.
-    LAMPION_AUTO_SUSPEND_SWEEP_SECONDS: '3600',
-    LAMPION_TTL_SWEEP_SECONDS: '3600',
-    LAMPION_AUTOSCALE_SWEEP_SECONDS: '3600',
     ...(process.env.LAMPION_PG_OS_USER ? { LAMPION_PG_OS_USER: process.env.LAMPION_PG_OS_USER } : {}),
     ...extraEnv,
   };
   const config = () => loadConfig({ ...process.env, ...env });
   const logger = pino({ level: env.LOG_LEVEL });
+  // Paused: tests trigger schedules themselves, so runs happen exactly when a test expects them.
+  const pauseSchedules = async (s: Stack) => {
+    for (const spec of s.schedules) await s.temporal.schedule.getHandle(spec.id).pause('test stack: runs are triggered by tests');
+  };
   let stack = await Stack.start(config(), ALL_ROLES, logger);
+  await pauseSchedules(stack);
   const t: TestStack = {
     get stack() {
       return stack;
@@ -86,6 +87,7 @@ export async function startTestStack(extraEnv: Record<string, string> = {}): Pro
       await stack.stop();
       Object.assign(env, ports);
       stack = await Stack.start(config(), roles, logger);
+      await pauseSchedules(stack);
     },
     async stop() {
       await stack.deleteSchedules().catch(() => undefined);
