@@ -128,7 +128,7 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
     },
 
     /** The child shares its parent's data, hence its roles: it inherits the sealed password too. */
-    async createBranchRecords(i: BranchRecordsInput): Promise<void> {
+    async createBranchRecords(i: BranchRecordsInput): Promise<{ seedCount: number }> {
       const parent = await db
         .selectFrom('endpoints')
         .select(['pg_password_enc', 'compute_cu', 'auto_suspend_seconds'])
@@ -170,6 +170,18 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
         if (isUniqueViolation(err)) throw ApplicationFailure.nonRetryable(`a branch named "${i.name}" already exists`, 'Conflict');
         throw err;
       }
+      return { seedCount: await activities.enabledSeedCount(i.projectId) };
+    },
+
+    /** Lets a workflow skip the seed step (a host round trip) when there is nothing to run. */
+    async enabledSeedCount(projectId: string): Promise<number> {
+      const r = await db
+        .selectFrom('seeds')
+        .select(sql<number>`count(*)::int`.as('n'))
+        .where('project_id', '=', projectId)
+        .where('enabled', '=', true)
+        .executeTakeFirstOrThrow();
+      return r.n;
     },
 
     async markBranchReady(i: { branchId: string; endpointId: string; driver: StorageDriver; lsn: string }): Promise<void> {

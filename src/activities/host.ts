@@ -107,6 +107,18 @@ export function createHostActivities({ db, engine, hostId, secretKey, portRange,
       return engine.forkBranchData(i.parentBranchId, i.childBranchId, parent?.port ? { endpointId: parent.id, port: parent.port } : undefined);
     },
 
+    /**
+     * Port, fork and start in one activity: each separate step would cost a round trip through
+     * Temporal, which on a fork of a few tens of milliseconds is most of the time. Each part is
+     * idempotent, so a retry resumes where the last attempt stopped.
+     */
+    async provisionBranchCompute(i: { endpointId: string; parentBranchId: string; childBranchId: string }) {
+      const port = await activities.reservePort(i.endpointId);
+      const { driver, lsn } = await activities.forkBranchData({ parentBranchId: i.parentBranchId, childBranchId: i.childBranchId });
+      await activities.startEndpoint(i.endpointId);
+      return { port, driver, lsn };
+    },
+
     /** Enabled seeds of the endpoint's project, in position order, as the user's role. */
     async runSeeds(endpointId: string): Promise<SeedResult[]> {
       const { row, spec } = await endpointSpec(endpointId);

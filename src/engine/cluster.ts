@@ -93,8 +93,21 @@ export async function writeRuntimeConf(pg: PgInstall, dataDir: string, s: Runtim
   await writeFileAtomic(path.join(dataDir, 'lampion.conf'), renderRuntimeConf(pg, s), pg.user);
 }
 
+/**
+ * Whether a postmaster serves this data dir: the pid in postmaster.pid is alive and its working
+ * directory is the data dir (a stale file's pid may belong to another process by now). This is
+ * on every start and resume, so it avoids spawning pg_ctl status unless /proc cannot tell.
+ */
 export async function isRunning(pg: PgInstall, dataDir: string): Promise<boolean> {
-  if (!(await exists(path.join(dataDir, 'postmaster.pid')))) return false;
+  const first = (await fsp.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0];
+  const pid = Number(first);
+  if (!(pid > 0)) return false;
+  try {
+    return (await fsp.readlink(`/proc/${pid}/cwd`)) === (await fsp.realpath(dataDir));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM') return false;
+  }
   try {
     await run(bin(pg, 'pg_ctl'), ['status', '-D', dataDir], { user: pg.user });
     return true;

@@ -17,21 +17,21 @@ export interface BranchResult {
 
 /** Fork the parent's data, start a compute on it, run the seeds; undo everything if a step fails. */
 export async function createBranch(input: CreateBranchInput): Promise<BranchResult> {
-  const saga = new Saga(['catalog', 'reserve_port', 'fork', 'start_compute', 'seeds', 'finalize']);
+  const saga = new Saga(['catalog', 'fork_and_start', 'seeds', 'finalize']);
   const h = host(input.hostId);
   try {
-    await saga.runGuarded('catalog', () => catalog.createBranchRecords(input), () => catalog.purgeBranch(input.branchId));
-    const port = await saga.run('reserve_port', () => h.reservePort(input.endpointId));
-    const { driver, lsn } = await saga.runGuarded(
-      'fork',
-      () => h.forkBranchData({ parentBranchId: input.parentBranchId, childBranchId: input.branchId }),
-      () => h.removeBranchData(input.branchId),
+    // The port lives on the endpoint row: purging the catalog releases it.
+    const { seedCount } = await saga.runGuarded('catalog', () => catalog.createBranchRecords(input), () => catalog.purgeBranch(input.branchId));
+    const { port, driver, lsn } = await saga.runGuarded(
+      'fork_and_start',
+      () => h.provisionBranchCompute({ endpointId: input.endpointId, parentBranchId: input.parentBranchId, childBranchId: input.branchId }),
+      async () => {
+        await h.stopEndpoint({ endpointId: input.endpointId, branchId: input.branchId });
+        await h.removeEndpointFiles(input.endpointId);
+        await h.removeBranchData(input.branchId);
+      },
     );
-    await saga.runGuarded('start_compute', () => h.startEndpoint(input.endpointId), async () => {
-      await h.stopEndpoint({ endpointId: input.endpointId, branchId: input.branchId });
-      await h.removeEndpointFiles(input.endpointId);
-    });
-    const seeds = await saga.run('seeds', () => h.runSeeds(input.endpointId));
+    const seeds = seedCount > 0 ? await saga.run('seeds', () => h.runSeeds(input.endpointId)) : [];
     await saga.run('finalize', () => catalog.markBranchReady({ branchId: input.branchId, endpointId: input.endpointId, driver, lsn }));
     const result = { branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn, seeds };
     await catalog.finishOperation({ operationId: input.operationId, status: 'succeeded', step: 'done', result });
@@ -43,6 +43,7 @@ export async function createBranch(input: CreateBranchInput): Promise<BranchResu
 
 export interface ResetBranchInput {
   operationId: string;
+  projectId: string;
   branchId: string;
   endpointId: string;
   parentBranchId: string;
@@ -70,7 +71,8 @@ export async function resetBranch(input: ResetBranchInput): Promise<BranchResult
     );
     await saga.runGuarded('start_compute', () => h.startEndpoint(input.endpointId), () => h.stopEndpoint(ep));
     const port = await h.reservePort(input.endpointId); // the endpoint's existing port
-    const seeds = await saga.run('seeds', () => h.runSeeds(input.endpointId));
+    const seedCount = await catalog.enabledSeedCount(input.projectId);
+    const seeds = seedCount > 0 ? await saga.run('seeds', () => h.runSeeds(input.endpointId)) : [];
     await saga.run('finalize', () => catalog.markBranchReady({ branchId: input.branchId, endpointId: input.endpointId, driver, lsn }));
     await saga.run('cleanup', () => h.dropBranchDataAside(input.branchId));
     const result = { branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn, seeds };

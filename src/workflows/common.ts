@@ -1,5 +1,6 @@
 import {
   proxyActivities,
+  proxyLocalActivities,
   CancellationScope,
   setHandler,
   ActivityFailure,
@@ -15,7 +16,11 @@ import { progressQuery } from './queries';
 
 const NON_RETRYABLE = ['NotFound', 'NoPort', 'NoFreePort', 'InjectedFault', 'Invalid', 'Conflict', 'SeedFailed'];
 
-export const catalog = proxyActivities<CatalogActivities>({
+/**
+ * Catalog work is short database I/O on the control worker itself: local activities run inside
+ * the workflow task, without a round trip through the server per step.
+ */
+export const catalog = proxyLocalActivities<CatalogActivities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE },
 });

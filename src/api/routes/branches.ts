@@ -265,7 +265,7 @@ export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, 
         kind: 'branch.reset',
         workflowType: 'resetBranch',
         workflowId: `branch/${b.id}`,
-        args: (operationId) => [{ operationId, branchId: b.id, endpointId: b.compute_id, parentBranchId: parent.id, hostId: b.host_id }],
+        args: (operationId) => [{ operationId, projectId: b.project_id, branchId: b.id, endpointId: b.compute_id, parentBranchId: parent.id, hostId: b.host_id }],
       });
       if (!outcome.done) {
         ctx.status = 202;
