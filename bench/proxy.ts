@@ -31,12 +31,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import pino from 'pino';
-import { loadConfig } from '../src/config';
-import { Stack } from '../src/stack/stack';
 import { canConnect, isPortFree } from '../src/engine/ports';
-import { generateApiKey } from '../src/domain/apiKeys';
 import { CU_TIERS } from '../src/domain/sizing';
+import { BenchStack, startBenchStack } from './support';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -356,18 +353,15 @@ class Pgbouncer {
 
 async function main() {
   const started = Date.now();
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lampion-bench-proxy-'));
-  fs.chmodSync(dataDir, 0o711);
   const bouncerDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lampion-bench-pgbouncer-'));
-  let stack: Stack | undefined;
+  let benchStack: BenchStack | undefined;
   let bouncer: Pgbouncer | undefined;
   let cleaning: Promise<void> | undefined;
   const cleanup = () =>
     (cleaning ??= (async () => {
       for (const c of children) if (c.spawnfile !== 'runuser' && c.spawnfile !== PGBOUNCER) killGroup(c);
       await bouncer?.stop().catch((err) => console.error('stopping pgbouncer:', err));
-      await stack?.stop().catch((err) => console.error('stopping the stack:', err));
-      fs.rmSync(dataDir, { recursive: true, force: true });
+      await benchStack?.stop().catch((err) => console.error('stopping the stack:', err));
       fs.rmSync(bouncerDir, { recursive: true, force: true });
     })());
   const deadline = setTimeout(() => {
@@ -382,22 +376,8 @@ async function main() {
   }
 
   try {
-    const key = generateApiKey();
-    const config = loadConfig({
-      ...process.env,
-      LAMPION_DATA_DIR: dataDir,
-      LAMPION_API_PORT: '0',
-      LAMPION_PROXY_PORT: '0',
-      LAMPION_CONTROL_DB_PORT: String(await freePort(35432)),
-      LAMPION_TEMPORAL_PORT: String(await freePort(37233)),
-      LAMPION_TEMPORAL_UI_PORT: String(await freePort(38233)),
-      LAMPION_BOOTSTRAP_API_KEY: key,
-      LAMPION_PROXY_REQUIRE_TLS: 'false',
-      LOG_LEVEL: 'error',
-    });
-    stack = await Stack.start(config, undefined, pino({ level: 'error' }));
-    const api = `http://127.0.0.1:${stack.apiPort}`;
-    const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    benchStack = await startBenchStack({ prefix: 'lampion-bench-proxy-', env: { LAMPION_PROXY_REQUIRE_TLS: 'false', LOG_LEVEL: 'error' } });
+    const { stack, api, headers } = benchStack;
     const res = await fetch(`${api}/v1/projects`, { method: 'POST', headers, body: JSON.stringify({ name: 'bench-proxy' }) });
     const p: any = await res.json();
     if (res.status !== 201) throw new Error(`create failed: ${res.status} ${JSON.stringify(p)}`);
@@ -435,7 +415,7 @@ async function main() {
 
     fs.chmodSync(bouncerDir, 0o700);
     bouncer = new Pgbouncer(bouncerDir, stack.engine.pg.user);
-    await bouncer.start(computePort, p.user, password, path.join(dataDir, 'tls'));
+    await bouncer.start(computePort, p.user, password, path.join(benchStack.dataDir, 'tls'));
     const b = bouncer;
 
     const idle0 = nodeCpuUs();

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Db, BranchStatus, ComputeEvent } from '../db';
+import type { Transaction } from 'kysely';
+import type { Db, Database, BranchStatus, ComputeEvent } from '../db';
 import { isUniqueViolation } from '../db';
 import type { StorageDriver } from '../engine/storage';
 import { encryptSecret, generatePassword } from '../domain/secrets';
@@ -66,6 +67,52 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       .execute();
   }
 
+  /** A branch and its endpoint, both provisioning; idempotent on their ids. */
+  async function insertBranchWithEndpoint(
+    tx: Transaction<Database>,
+    b: {
+      projectId: string;
+      branchId: string;
+      endpointId: string;
+      hostId: string;
+      name: string;
+      isPrimary: boolean;
+      parentBranchId: string | null;
+      passwordSealed: string;
+      computeCu?: number;
+      autoSuspendSeconds?: number;
+    },
+  ): Promise<void> {
+    await tx
+      .insertInto('branches')
+      .values({
+        id: b.branchId,
+        project_id: b.projectId,
+        name: b.name,
+        is_primary: b.isPrimary,
+        parent_id: b.parentBranchId,
+        driver: 'pending',
+        host_id: b.hostId,
+        status: 'provisioning',
+      })
+      .onConflict((oc) => oc.column('id').doNothing())
+      .execute();
+    await tx
+      .insertInto('endpoints')
+      .values({
+        id: b.endpointId,
+        project_id: b.projectId,
+        branch_id: b.branchId,
+        host_id: b.hostId,
+        status: 'provisioning',
+        pg_password_enc: b.passwordSealed,
+        compute_cu: b.computeCu,
+        auto_suspend_seconds: b.autoSuspendSeconds,
+      })
+      .onConflict((oc) => oc.column('id').doNothing())
+      .execute();
+  }
+
   const activities = {
     async createProjectRecords(i: ProjectRecordsInput): Promise<void> {
       // The password is born here and sealed at once, so it never enters workflow history.
@@ -76,29 +123,13 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
           .values({ id: i.projectId, org_id: i.orgId, name: i.name, region: i.region, status: 'provisioning' })
           .onConflict((oc) => oc.column('id').doNothing())
           .execute();
-        await tx
-          .insertInto('branches')
-          .values({ id: i.branchId, project_id: i.projectId, name: 'main', is_primary: true, driver: 'pending', host_id: i.hostId })
-          .onConflict((oc) => oc.column('id').doNothing())
-          .execute();
-        await tx
-          .insertInto('endpoints')
-          .values({
-            id: i.endpointId,
-            project_id: i.projectId,
-            branch_id: i.branchId,
-            host_id: i.hostId,
-            status: 'provisioning',
-            pg_password_enc: sealed,
-          })
-          .onConflict((oc) => oc.column('id').doNothing())
-          .execute();
+        await insertBranchWithEndpoint(tx, { ...i, name: 'main', isPrimary: true, parentBranchId: null, passwordSealed: sealed });
       });
     },
 
     async markProjectReady(i: { projectId: string; branchId: string; endpointId: string; driver: StorageDriver }): Promise<void> {
       await db.transaction().execute(async (tx) => {
-        await tx.updateTable('branches').set({ driver: i.driver }).where('id', '=', i.branchId).execute();
+        await tx.updateTable('branches').set({ driver: i.driver, status: 'ready' }).where('id', '=', i.branchId).execute();
         await tx.updateTable('endpoints').set({ status: 'running', last_active_at: sql`now()`, updated_at: sql`now()` }).where('id', '=', i.endpointId).execute();
         await tx.updateTable('projects').set({ status: 'ready', updated_at: sql`now()` }).where('id', '=', i.projectId).execute();
       });
@@ -136,36 +167,15 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
         .executeTakeFirst();
       if (!parent) throw ApplicationFailure.nonRetryable(`parent branch ${i.parentBranchId} has no endpoint`, 'NotFound');
       try {
-        await db.transaction().execute(async (tx) => {
-          await tx
-            .insertInto('branches')
-            .values({
-              id: i.branchId,
-              project_id: i.projectId,
-              name: i.name,
-              is_primary: false,
-              parent_id: i.parentBranchId,
-              driver: 'pending',
-              host_id: i.hostId,
-              status: 'provisioning',
-            })
-            .onConflict((oc) => oc.column('id').doNothing())
-            .execute();
-          await tx
-            .insertInto('endpoints')
-            .values({
-              id: i.endpointId,
-              project_id: i.projectId,
-              branch_id: i.branchId,
-              host_id: i.hostId,
-              status: 'provisioning',
-              pg_password_enc: parent.pg_password_enc,
-              compute_cu: parent.compute_cu,
-              auto_suspend_seconds: parent.auto_suspend_seconds,
-            })
-            .onConflict((oc) => oc.column('id').doNothing())
-            .execute();
-        });
+        await db.transaction().execute((tx) =>
+          insertBranchWithEndpoint(tx, {
+            ...i,
+            isPrimary: false,
+            passwordSealed: parent.pg_password_enc,
+            computeCu: parent.compute_cu,
+            autoSuspendSeconds: parent.auto_suspend_seconds,
+          }),
+        );
       } catch (err) {
         if (isUniqueViolation(err)) throw ApplicationFailure.nonRetryable(`a branch named "${i.name}" already exists`, 'Conflict');
         throw err;
