@@ -2,7 +2,7 @@ import path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { Client } from 'pg';
 import { run, OsUser, CommandError } from './exec';
-import { exists, writeFileAtomic } from './fs';
+import { writeFileAtomic } from './fs';
 
 /** Where the Postgres binaries are and who runs them. */
 export interface PgInstall {

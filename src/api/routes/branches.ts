@@ -54,15 +54,18 @@ const branchWithCompute = branchSchema
   })
   .openapi('BranchWithCompute');
 
-async function branchRow(deps: ApiDeps, projectId: string, branchId: string) {
+/** Branches of a project with their compute's id. */
+function branchQuery(deps: ApiDeps, projectId: string) {
   return deps.db
     .selectFrom('branches')
     .leftJoin('endpoints', 'endpoints.branch_id', 'branches.id')
     .selectAll('branches')
     .select(['endpoints.id as compute_id'])
-    .where('branches.id', '=', branchId)
-    .where('branches.project_id', '=', projectId)
-    .executeTakeFirst();
+    .where('branches.project_id', '=', projectId);
+}
+
+function branchRow(deps: ApiDeps, projectId: string, branchId: string) {
+  return branchQuery(deps, projectId).where('branches.id', '=', branchId).executeTakeFirst();
 }
 
 type BranchView = NonNullable<Awaited<ReturnType<typeof branchRow>>>;
@@ -121,12 +124,7 @@ export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, 
     responses: { 200: { description: 'Branches, oldest first', schema: z.array(branchSchema) } },
     handler: async (ctx, { params, query, auth }) => {
       await findProject(deps, auth, params.project_id);
-      const rows = await deps.db
-        .selectFrom('branches')
-        .leftJoin('endpoints', 'endpoints.branch_id', 'branches.id')
-        .selectAll('branches')
-        .select(['endpoints.id as compute_id'])
-        .where('branches.project_id', '=', params.project_id)
+      const rows = await branchQuery(deps, params.project_id)
         .orderBy('branches.created_at')
         .orderBy('branches.id')
         .limit(query.limit)

@@ -52,9 +52,9 @@ const createdProject = project
 const accepted = z.object({ operation_id: z.string(), status: z.literal('running'), project_id: z.string() }).openapi('Accepted');
 
 
-/** The org's project, or 404 — another organization's project is indistinguishable from none. */
-export async function findProject(deps: ApiDeps, auth: AuthContext, projectId: string) {
-  const row = await deps.db
+/** Projects of an organization with their primary branch and endpoint. */
+function projectQuery(deps: ApiDeps, orgId: string) {
+  return deps.db
     .selectFrom('projects')
     .leftJoin('branches', (j) => j.onRef('branches.project_id', '=', 'projects.id').on('branches.is_primary', '=', true))
     .leftJoin('endpoints', 'endpoints.branch_id', 'branches.id')
@@ -68,9 +68,12 @@ export async function findProject(deps: ApiDeps, auth: AuthContext, projectId: s
       'branches.id as branch_id',
       'endpoints.id as endpoint_id',
     ])
-    .where('projects.id', '=', projectId)
-    .where('projects.org_id', '=', auth.orgId)
-    .executeTakeFirst();
+    .where('projects.org_id', '=', orgId);
+}
+
+/** The org's project, or 404 — another organization's project is indistinguishable from none. */
+export async function findProject(deps: ApiDeps, auth: AuthContext, projectId: string) {
+  const row = await projectQuery(deps, auth.orgId).where('projects.id', '=', projectId).executeTakeFirst();
   if (!row) throw notFound('project', projectId);
   return row;
 }
@@ -102,12 +105,9 @@ export function registerProjectRoutes(router: Router, registry: OpenAPIRegistry,
     query: pagination,
     responses: { 200: { description: 'Projects of the organization, newest first', schema: z.array(project) } },
     handler: async (ctx, { query, auth }) => {
-      const ids = await deps.db
-        .selectFrom('projects')
-        .select('id')
-        .where('org_id', '=', auth.orgId)
-        .orderBy('created_at', 'desc')
-        .orderBy('id')
+      const rows = await projectQuery(deps, auth.orgId)
+        .orderBy('projects.created_at', 'desc')
+        .orderBy('projects.id')
         .limit(query.limit)
         .offset(query.offset)
         .execute();
@@ -117,7 +117,7 @@ export function registerProjectRoutes(router: Router, registry: OpenAPIRegistry,
         .where('org_id', '=', auth.orgId)
         .executeTakeFirstOrThrow();
       ctx.set('X-Total-Count', String(total.n));
-      ctx.body = await Promise.all(ids.map(async ({ id }) => view(await findProject(deps, auth, id))));
+      ctx.body = rows.map(view);
     },
   });
 
