@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import { sql } from 'kysely';
 import { startTestStack, TestStack, proxyCaFile } from './support/stack';
 import { psql } from './support/clients';
+import { postgresPids } from '../src/engine/cgroups';
 
 describe('endpoints: scale to zero, wake on connect, allowlist, sizes, schedules', () => {
   let t: TestStack;
@@ -55,7 +56,20 @@ describe('endpoints: scale to zero, wake on connect, allowlist, sizes, schedules
     const r = await psql(project.connection_string, 'SELECT 42');
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('42');
-    expect((await t.request('GET', path(ep()))).body.status).toBe('running');
+    const woken = (await t.request('GET', path(ep()))).body;
+    expect(woken.status).toBe('running');
+
+    // Started inside its limits: the postmaster and everything it forked share the endpoint's groups.
+    if (woken.limits_enforced) {
+      const dataDir = t.stack.engine.layout.branchDataDir(project.branch_id);
+      const pids = await postgresPids(dataDir);
+      expect(pids.length).toBeGreaterThan(3);
+      for (const pid of pids) {
+        const groups = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+        expect(groups).toMatch(new RegExp(`memory:/lampion/${project.endpoint_id}$`, 'm'));
+        expect(groups).toMatch(new RegExp(`cpu[,a-z]*:/lampion/${project.endpoint_id}$`, 'm'));
+      }
+    }
   });
 
   it('resumes once for twenty clients arriving together', async () => {

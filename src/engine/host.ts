@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { HostLayout } from './layout';
@@ -185,8 +186,20 @@ export class HostEngine {
     await ensureOwnedDir(this.layout.walArchiveDir(spec.branchId), this.pg.user);
     if (!(await isRunning(this.pg, dataDir))) {
       await writeRuntimeConf(this.pg, dataDir, this.runtimeSettings(spec));
-      await startCluster(this.pg, dataDir, this.layout.endpointLogFile(spec.endpointId));
+      if (!this.limiter.enforced) {
+        await startCluster(this.pg, dataDir, this.layout.endpointLogFile(spec.endpointId));
+        return { limitsEnforced: false };
+      }
+      // Postgres starts inside its groups (nothing to find and move afterwards) with the host's
+      // CPUs for the start itself — recovery under a 0.25 vCPU quota would be 4x slower — and
+      // gets its own quota the moment it is ready.
+      const limits = resourceLimitsForCu(spec.computeCu ?? DEFAULT_CU);
+      await this.limiter.apply(spec.endpointId, [], { ...limits, vcpu: Math.max(limits.vcpu, os.cpus().length) });
+      await startCluster(this.pg, dataDir, this.layout.endpointLogFile(spec.endpointId), { cgroupProcs: this.limiter.procsFiles(spec.endpointId) });
+      await this.limiter.update(spec.endpointId, limits);
+      return { limitsEnforced: true };
     }
+    // Already running (e.g. started before this worker): move its processes in.
     return this.applyLimits(spec);
   }
 
