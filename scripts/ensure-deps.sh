@@ -74,7 +74,13 @@ fi
 cd "$ROOT"
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm dependencies (npm ci)"
-  npm ci --no-audit --no-fund --loglevel=error >&2 || die "npm ci failed"
+  if ! npm ci --no-audit --no-fund --loglevel=error >&2; then
+    # A registry mirror that lacks some other platform's optional binaries (e.g. @swc/core-darwin-*)
+    # leaves them out of the lock file, and npm ci then refuses the lock; npm install follows the
+    # lock for everything it has and writes nothing back with --no-save.
+    say "npm ci refused the lock file; installing with npm install --no-save instead"
+    npm install --no-save --no-audit --no-fund --loglevel=error >&2 || die "npm install failed"
+  fi
 fi
 if [ "${LAMPION_SKIP_BUILD:-}" != 1 ]; then
   stamp=dist/.build-stamp
