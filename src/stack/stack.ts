@@ -47,6 +47,23 @@ function defaultGuardLibrary(): string | undefined {
   return undefined;
 }
 
+/**
+ * Computes load the guard as the compute user, who may not be able to read the repository (a
+ * clone under a 0700 home); the data dir is reachable by that user by construction.
+ */
+function installGuardLibrary(source: string, dataDir: string): string {
+  const dir = path.join(dataDir, 'lib');
+  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const target = path.join(dir, 'lampion_guard.so');
+  const stale = !fs.existsSync(target) || fs.statSync(target).mtimeMs < fs.statSync(source).mtimeMs;
+  if (stale) {
+    fs.copyFileSync(source, `${target}.tmp`);
+    fs.chmodSync(`${target}.tmp`, 0o644);
+    fs.renameSync(`${target}.tmp`, target);
+  }
+  return target;
+}
+
 async function assertPortFree(port: number, variable: string, host: string): Promise<void> {
   if (port !== 0 && !(await isPortFree(port, host))) {
     throw new ConfigError(`port ${port} is already in use (${variable}); set ${variable} to a free port`);
@@ -111,10 +128,11 @@ export class Stack {
     if (this.roles.api) await assertPortFree(c.apiPort, 'LAMPION_API_PORT', listenHost);
     if (this.roles.proxy) await assertPortFree(c.proxyPort, 'LAMPION_PROXY_PORT', listenHost);
     fs.mkdirSync(c.dataDir, { recursive: true });
+    const guard = c.guardLibrary ?? defaultGuardLibrary();
     const pg: PgInstall = {
       binDir: c.pgBinDir,
       user: resolveOsUser(c.pgOsUser),
-      guardLibrary: c.guardLibrary ?? defaultGuardLibrary(),
+      guardLibrary: guard ? installGuardLibrary(guard, c.dataDir) : undefined,
     };
     const secretKey = loadSecretKey(c);
 
