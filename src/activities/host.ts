@@ -67,10 +67,11 @@ export function createHostActivities({ db, engine, hostId, secretKey, portRange,
       await engine.removeBranchData(branchId);
     },
 
-    async startEndpoint(endpointId: string): Promise<void> {
+    async startEndpoint(endpointId: string): Promise<{ port: number }> {
       const { spec } = await endpointSpec(endpointId);
       const { limitsEnforced } = await engine.startEndpoint(spec);
       await db.updateTable('endpoints').set({ limits_enforced: limitsEnforced }).where('id', '=', endpointId).execute();
+      return { port: spec.port };
     },
 
     async stopEndpoint(input: { endpointId: string; branchId: string }): Promise<void> {

@@ -69,8 +69,7 @@ export async function resetBranch(input: ResetBranchInput): Promise<BranchResult
       () => h.forkBranchData({ parentBranchId: input.parentBranchId, childBranchId: input.branchId }),
       () => h.removeBranchData(input.branchId),
     );
-    await saga.runGuarded('start_compute', () => h.startEndpoint(input.endpointId), () => h.stopEndpoint(ep));
-    const port = await h.reservePort(input.endpointId); // the endpoint's existing port
+    const { port } = await saga.runGuarded('start_compute', () => h.startEndpoint(input.endpointId), () => h.stopEndpoint(ep));
     const seedCount = await catalog.enabledSeedCount(input.projectId);
     const seeds = seedCount > 0 ? await saga.run('seeds', () => h.runSeeds(input.endpointId)) : [];
     await saga.run('finalize', () => catalog.markBranchReady({ branchId: input.branchId, endpointId: input.endpointId, driver, lsn }));
