@@ -1,3 +1,4 @@
+import type Koa from 'koa';
 import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
 import { newId } from '../domain/ids';
@@ -89,6 +90,16 @@ export async function runOperation<T>(deps: ApiDeps, req: OperationRequest): Pro
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * The answer to a long operation still running after the API's wait: 202, the operation to poll
+ * in Location, and the route's own body (which always carries operation_id).
+ */
+export function answerAccepted(ctx: Koa.Context, projectId: string, operationId: string, body: Record<string, unknown>): void {
+  ctx.status = 202;
+  ctx.set('Location', `/v1/projects/${projectId}/operations/${operationId}`);
+  ctx.body = { ...body, operation_id: operationId };
 }
 
 export function operationView(op: OperationRow, progress?: { step: string; steps: string[] }) {

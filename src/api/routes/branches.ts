@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { defineRoute } from '../route';
 import type { ApiDeps } from '../deps';
 import { ApiError, conflict, notFound } from '../errors';
-import { runOperation } from '../operations';
+import { answerAccepted, runOperation } from '../operations';
 import { pagination } from '../pagination';
 import { findProject, projectIdParam } from './projects';
 import { endpointView } from './endpoints';
@@ -187,8 +187,7 @@ export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, 
         ],
       });
       if (!outcome.done) {
-        ctx.status = 202;
-        ctx.body = { operation_id: outcome.operationId, status: 'running', branch_id: branchId };
+        answerAccepted(ctx, project.id, outcome.operationId, { status: 'running', branch_id: branchId });
         return;
       }
       ctx.status = 201;
@@ -266,8 +265,7 @@ export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, 
         args: (operationId) => [{ operationId, projectId: b.project_id, branchId: b.id, endpointId: b.compute_id, parentBranchId: parent.id, hostId: b.host_id }],
       });
       if (!outcome.done) {
-        ctx.status = 202;
-        ctx.body = { operation_id: outcome.operationId, status: 'running', branch_id: b.id };
+        answerAccepted(ctx, b.project_id, outcome.operationId, { status: 'running', branch_id: b.id });
         return;
       }
       ctx.body = { ...(await withCompute(deps, auth, b.project_id, b.id, outcome.result, outcome.operationId)), status: 'running' };
@@ -308,8 +306,7 @@ export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, 
         args: (operationId) => [{ operationId, branchId: b.id, endpointId: b.compute_id, hostId: b.host_id }],
       });
       if (!outcome.done) {
-        ctx.status = 202;
-        ctx.body = { operation_id: outcome.operationId, status: 'running', branch_id: b.id };
+        answerAccepted(ctx, b.project_id, outcome.operationId, { status: 'running', branch_id: b.id });
         return;
       }
       ctx.status = 204;

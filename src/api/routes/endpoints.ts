@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { defineRoute } from '../route';
 import type { ApiDeps } from '../deps';
 import { ApiError, conflict, notFound } from '../errors';
-import { runOperation } from '../operations';
+import { answerAccepted, runOperation } from '../operations';
 import { findProject, projectIdParam } from './projects';
 import type { AuthContext } from '../auth';
 import type { EndpointRow } from '../../db';
@@ -153,8 +153,7 @@ export function registerEndpointRoutes(router: Router, registry: OpenAPIRegistry
           args: (operationId) => [{ operationId, endpointId: ep.id, branchId: ep.branch_id, hostId: ep.host_id }],
         });
         if (!outcome.done) {
-          ctx.status = 202;
-          ctx.body = { id: ep.id, status: ep.status, operation_id: outcome.operationId };
+          answerAccepted(ctx, ep.project_id, outcome.operationId, { id: ep.id, status: ep.status });
           return;
         }
         ctx.body = { id: ep.id, status: target, operation_id: outcome.operationId };
@@ -192,6 +191,7 @@ export function registerEndpointRoutes(router: Router, registry: OpenAPIRegistry
       if (rangeError) throw new ApiError(422, 'validation_failed', rangeError, { fields: [{ field: 'body.min_cu', message: rangeError }] });
       let computeCu = body.compute_cu ?? ep.compute_cu;
       if (minCu !== null && maxCu !== null) computeCu = Math.min(Math.max(computeCu, minCu), maxCu);
+      let pendingResize: string | undefined;
       if (computeCu !== ep.compute_cu) {
         const outcome = await runOperation(deps, {
           auth,
@@ -202,7 +202,7 @@ export function registerEndpointRoutes(router: Router, registry: OpenAPIRegistry
           workflowId: `endpoint-state/${ep.id}`,
           args: (operationId) => [{ operationId, endpointId: ep.id, hostId: ep.host_id, computeCu, fromCu: ep.compute_cu, reason: 'api' }],
         });
-        if (!outcome.done) ctx.status = 202;
+        if (!outcome.done) pendingResize = outcome.operationId;
       }
       // After the resize: a refused resize (409) leaves every setting as it was.
       await deps.db
@@ -215,7 +215,9 @@ export function registerEndpointRoutes(router: Router, registry: OpenAPIRegistry
         })
         .where('id', '=', ep.id)
         .execute();
-      ctx.body = endpointView(deps, auth, await findEndpoint(deps, auth, params.project_id, params.endpoint_id));
+      const view = endpointView(deps, auth, await findEndpoint(deps, auth, params.project_id, params.endpoint_id));
+      if (pendingResize) answerAccepted(ctx, ep.project_id, pendingResize, view);
+      else ctx.body = view;
     },
   });
 

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { defineRoute } from '../route';
 import type { ApiDeps } from '../deps';
 import { notFound, conflict } from '../errors';
-import { runOperation } from '../operations';
+import { answerAccepted, runOperation } from '../operations';
 import { pagination } from '../pagination';
 import { idPattern, newId } from '../../domain/ids';
 import { proxyConnectionString } from '../../domain/connectionString';
@@ -148,9 +148,7 @@ export function registerProjectRoutes(router: Router, registry: OpenAPIRegistry,
         ],
       });
       if (!outcome.done) {
-        ctx.status = 202;
-        ctx.set('Location', `/v1/projects/${projectId}/operations/${outcome.operationId}`);
-        ctx.body = { operation_id: outcome.operationId, status: 'running', project_id: projectId };
+        answerAccepted(ctx, projectId, outcome.operationId, { status: 'running', project_id: projectId });
         return;
       }
       const p = await findProject(deps, auth, projectId);
@@ -231,8 +229,7 @@ export function registerProjectRoutes(router: Router, registry: OpenAPIRegistry,
         args: (operationId) => [{ operationId, projectId: p.id }],
       });
       if (!outcome.done) {
-        ctx.status = 202;
-        ctx.body = { operation_id: outcome.operationId, status: 'running', project_id: p.id };
+        answerAccepted(ctx, p.id, outcome.operationId, { status: 'running', project_id: p.id });
         return;
       }
       ctx.status = 204;
