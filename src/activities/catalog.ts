@@ -48,12 +48,12 @@ export interface CatalogDeps {
 
 /** Control-plane catalog work. Every activity is idempotent: Temporal may run it twice. */
 export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogDeps) {
-  async function recordEvent(endpointId: string, event: ComputeEvent, detail?: unknown): Promise<void> {
-    const ep = await db.selectFrom('endpoints').select('project_id').where('id', '=', endpointId).executeTakeFirst();
+  async function recordEvent(endpointId: string, event: ComputeEvent, detail?: unknown, exec: Db = db): Promise<void> {
+    const ep = await exec.selectFrom('endpoints').select('project_id').where('id', '=', endpointId).executeTakeFirst();
     if (!ep) return;
     let duration: number | null = null;
     if (event === 'suspend') {
-      const since = await db
+      const since = await exec
         .selectFrom('compute_events')
         .select(sql<number>`extract(epoch from now() - max(at))::float8`.as('s'))
         .where('endpoint_id', '=', endpointId)
@@ -61,7 +61,7 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
         .executeTakeFirst();
       duration = since?.s ?? null;
     }
-    await db
+    await exec
       .insertInto('compute_events')
       .values({ project_id: ep.project_id, endpoint_id: endpointId, event, duration_s: duration, detail: detail === undefined ? null : JSON.stringify(detail) })
       .execute();
@@ -223,13 +223,20 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
     },
 
     /** Sets an endpoint's state and records it in compute history (suspend carries the running time). */
+    /**
+     * Records a suspend or resume once: only a change of state is an event, so a resume that finds
+     * the compute already running (a second wake, a retried activity) adds nothing to history.
+     */
     async setEndpointState(i: { endpointId: string; status: 'running' | 'suspended'; event: ComputeEvent; detail?: unknown }): Promise<void> {
-      await db
-        .updateTable('endpoints')
-        .set({ status: i.status, updated_at: sql`now()`, ...(i.status === 'running' ? { last_active_at: sql`now()` } : {}) })
-        .where('id', '=', i.endpointId)
-        .execute();
-      await recordEvent(i.endpointId, i.event, i.detail);
+      await db.transaction().execute(async (tx) => {
+        const changed = await tx
+          .updateTable('endpoints')
+          .set({ status: i.status, updated_at: sql`now()`, ...(i.status === 'running' ? { last_active_at: sql`now()` } : {}) })
+          .where('id', '=', i.endpointId)
+          .where('status', '<>', i.status)
+          .executeTakeFirst();
+        if (Number(changed.numUpdatedRows) > 0) await recordEvent(i.endpointId, i.event, i.detail, tx);
+      });
     },
 
     async setEndpointSize(i: { endpointId: string; computeCu: number; detail?: unknown }): Promise<void> {

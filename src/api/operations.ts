@@ -19,6 +19,11 @@ export interface OperationRequest {
   /** Names the resource and the operation, so a duplicate request collides (409). */
   workflowId: string;
   args: (operationId: string) => unknown[];
+  /**
+   * Workflow types this request waits behind (within the API's wait) instead of answering 409:
+   * a suspend right after a wake-on-connect meets the wake's workflow still recording.
+   */
+  queueBehind?: readonly string[];
 }
 
 export type OperationOutcome<T> = { done: true; operationId: string; result: T } | { done: false; operationId: string };
@@ -31,6 +36,21 @@ function rootFailure(err: unknown): { type?: string; message: string; details?: 
   while (e instanceof ActivityFailure && e.cause) e = e.cause;
   if (e instanceof ApplicationFailure) return { type: e.type ?? undefined, message: e.message, details: e.details?.[0] };
   return { message: e instanceof Error ? e.message : String(e) };
+}
+
+/** Whether the workflow holding req.workflowId was one to queue behind, and has ended in time. */
+async function waitedBehind(deps: ApiDeps, req: OperationRequest): Promise<boolean> {
+  if (!req.queueBehind?.length) return false;
+  const holder = deps.temporal.workflow.getHandle(req.workflowId);
+  const { type } = await holder.describe();
+  if (!req.queueBehind.includes(type)) return false;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), deps.config.apiWaitMs)));
+  try {
+    return (await Promise.race([holder.result().catch(() => 'ended'), timeout])) !== 'timeout';
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -51,9 +71,8 @@ export async function runOperation<T>(deps: ApiDeps, req: OperationRequest): Pro
       step: 'queued',
     })
     .execute();
-  let handle;
-  try {
-    handle = await startWorkflow(deps.temporal, {
+  const start = () =>
+    startWorkflow(deps.temporal, {
       taskQueue: deps.config.controlTaskQueue,
       workflowType: req.workflowType,
       workflowId: req.workflowId,
@@ -62,6 +81,14 @@ export async function runOperation<T>(deps: ApiDeps, req: OperationRequest): Pro
       branchId: req.branchId,
       kind: req.kind,
     });
+  let handle;
+  try {
+    try {
+      handle = await start();
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError) || !(await waitedBehind(deps, req))) throw err;
+      handle = await start();
+    }
   } catch (err) {
     await deps.db.deleteFrom('operations').where('id', '=', operationId).execute();
     if (err instanceof WorkflowExecutionAlreadyStartedError) {

@@ -16,6 +16,7 @@ import {
   SYSTEM_ROLE,
 } from './cluster';
 import { forkDataDir } from './fork';
+import { KeyedLock } from './keyedLock';
 import { CgroupLimiter, postgresPids } from './cgroups';
 import { pgSettingsForCu, resourceLimitsForCu } from '../domain/sizing';
 
@@ -92,6 +93,9 @@ export const USER_ROLE = 'cloud_admin';
  * them. Usable without Temporal; activities are thin wrappers around it.
  */
 export class HostEngine {
+  /** Start, stop and resize of one branch's data dir never overlap (wake-on-connect vs activities). */
+  private readonly computeLock = new KeyedLock();
+
   constructor(
     readonly layout: HostLayout,
     readonly pg: PgInstall,
@@ -177,7 +181,11 @@ export class HostEngine {
   }
 
   /** Starts the compute (idempotent) and puts it under its CU's limits where the host allows. */
-  async startEndpoint(spec: EndpointSpec): Promise<{ limitsEnforced: boolean }> {
+  startEndpoint(spec: EndpointSpec): Promise<{ limitsEnforced: boolean }> {
+    return this.computeLock.run(spec.branchId, () => this.startEndpointLocked(spec));
+  }
+
+  private async startEndpointLocked(spec: EndpointSpec): Promise<{ limitsEnforced: boolean }> {
     const dataDir = this.layout.branchDataDir(spec.branchId);
     const socketDir = this.layout.socketDir(spec.endpointId);
     await ensureOwnedDir(this.layout.endpointDir(spec.endpointId), this.pg.user);
@@ -214,12 +222,14 @@ export class HostEngine {
    * A new size on a running compute: cgroup limits at once, reloadable settings by SIGHUP;
    * shared_buffers and max_connections take the new size at the next start.
    */
-  async resizeEndpoint(spec: EndpointSpec): Promise<{ limitsEnforced: boolean }> {
-    const dataDir = this.layout.branchDataDir(spec.branchId);
-    if (!(await isRunning(this.pg, dataDir))) return { limitsEnforced: this.limiter.enforced };
-    await writeRuntimeConf(this.pg, dataDir, this.runtimeSettings(spec));
-    await reloadCluster(this.pg, dataDir);
-    return this.applyLimits(spec);
+  resizeEndpoint(spec: EndpointSpec): Promise<{ limitsEnforced: boolean }> {
+    return this.computeLock.run(spec.branchId, async () => {
+      const dataDir = this.layout.branchDataDir(spec.branchId);
+      if (!(await isRunning(this.pg, dataDir))) return { limitsEnforced: this.limiter.enforced };
+      await writeRuntimeConf(this.pg, dataDir, this.runtimeSettings(spec));
+      await reloadCluster(this.pg, dataDir);
+      return this.applyLimits(spec);
+    });
   }
 
   /** CPU seconds used by the compute's cgroup so far; undefined where it cannot be measured. */
@@ -227,9 +237,11 @@ export class HostEngine {
     return this.limiter.cpuUsageSeconds(endpointId);
   }
 
-  async stopEndpoint(spec: Pick<EndpointSpec, 'branchId'> & { endpointId?: string }): Promise<void> {
-    await stopCluster(this.pg, this.layout.branchDataDir(spec.branchId));
-    if (spec.endpointId) await this.limiter.remove(spec.endpointId);
+  stopEndpoint(spec: Pick<EndpointSpec, 'branchId'> & { endpointId?: string }): Promise<void> {
+    return this.computeLock.run(spec.branchId, async () => {
+      await stopCluster(this.pg, this.layout.branchDataDir(spec.branchId));
+      if (spec.endpointId) await this.limiter.remove(spec.endpointId);
+    });
   }
 
   async removeEndpointFiles(endpointId: string): Promise<void> {

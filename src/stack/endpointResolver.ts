@@ -1,4 +1,5 @@
-import type { Client } from '@temporalio/client';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { sql } from 'kysely';
 import type { Db } from '../db';
@@ -11,6 +12,17 @@ export interface ResolverDeps {
   temporal: Client;
   taskQueue: string;
   logger: Logger;
+  /**
+   * The host worker running in this process, if any. A wake for one of its computes starts the
+   * compute here, in parallel with the resume workflow, instead of waiting for the workflow's
+   * tasks and activity dispatch (about half of a cold start otherwise).
+   */
+  localHost?: {
+    hostId: string;
+    startEndpoint(endpointId: string): Promise<unknown>;
+    /** The catalog activity the workflow records with; a state change is recorded only once. */
+    setEndpointState(i: { endpointId: string; status: 'running'; event: 'resume'; detail?: unknown }): Promise<void>;
+  };
 }
 
 const WAKE_ATTEMPTS = 3;
@@ -19,8 +31,12 @@ const WAKE_ATTEMPTS = 3;
  * The proxy's view of the catalog: allowlist first (no byte reaches a compute from a refused
  * address), then wake-on-connect for suspended computes, then the route.
  */
-export function createEndpointResolver({ db, temporal, taskQueue, logger }: ResolverDeps) {
-  // Clients arriving together for one suspended endpoint share one resume.
+export function createEndpointResolver({ db, temporal, taskQueue, logger, localHost }: ResolverDeps) {
+  /**
+   * Clients arriving together for one suspended endpoint share one resume. An entry lives until
+   * the resume workflow has recorded the compute as running, so clients arriving meanwhile are
+   * routed at once instead of starting another resume.
+   */
   const waking = new Map<string, Promise<void>>();
 
   const lookup = (endpointId: string) =>
@@ -32,31 +48,83 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger }: Reso
 
   type Row = NonNullable<Awaited<ReturnType<typeof lookup>>>;
 
-  async function resume(ep: Row): Promise<void> {
-    for (let attempt = 0; attempt < WAKE_ATTEMPTS; attempt++) {
-      // USE_EXISTING joins a resume already running; if a suspend holds the id, we wait for it
-      // to finish and try again.
-      const handle = await startWorkflow(temporal, {
+  /**
+   * Holds the endpoint's state workflow id with a resume: either a new resumeEndpoint workflow or
+   * one already running. Undefined when another operation (a suspend) holds the id: then we have
+   * waited for it to end and the caller tries again.
+   */
+  async function claimResume(ep: Row): Promise<WorkflowHandle | undefined> {
+    const workflowId = `endpoint-state/${ep.id}`;
+    try {
+      return await startWorkflow(temporal, {
         taskQueue,
         workflowType: 'resumeEndpoint',
-        workflowId: `endpoint-state/${ep.id}`,
+        workflowId,
         args: [{ endpointId: ep.id, branchId: ep.branch_id, hostId: ep.host_id }],
         projectId: ep.project_id,
         branchId: ep.branch_id,
         kind: 'endpoint.resume',
-        joinExisting: true,
       });
-      await handle.result();
-      const now = await lookup(ep.id);
-      if (now?.status === 'running') return;
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    }
+    const running = temporal.workflow.getHandle(workflowId);
+    const { type } = await running.describe();
+    if (type === 'resumeEndpoint') return running;
+    await running.result().catch(() => undefined);
+    return undefined;
+  }
+
+  /** Through the resume workflow only: the compute is on another host. */
+  async function resumeViaWorkflow(ep: Row): Promise<void> {
+    for (let attempt = 0; attempt < WAKE_ATTEMPTS; attempt++) {
+      const handle = await claimResume(ep);
+      if (handle) await handle.result();
+      if ((await lookup(ep.id))?.status === 'running') return;
     }
     throw new ProxyRefusal(`could not resume endpoint "${ep.id}"`, '57P03');
+  }
+
+  /**
+   * Resolves once the compute accepts connections; `recorded` once the catalog and Temporal have
+   * caught up. A compute on this host is started here, with no workflow task or activity
+   * dispatch before the client is served (they were about half of a cold start); the resume
+   * workflow runs right after, so the wake is in Temporal's history, holds the endpoint's state
+   * id against a concurrent suspend and, having the last word, leaves catalog and compute agreeing
+   * even if a suspend slipped in between.
+   */
+  async function resume(ep: Row): Promise<{ recorded: Promise<void> }> {
+    if (!localHost || localHost.hostId !== ep.host_id) {
+      await resumeViaWorkflow(ep);
+      return { recorded: Promise.resolve() };
+    }
+    await localHost.startEndpoint(ep.id);
+    const recorded = (async () => {
+      await localHost.setEndpointState({ endpointId: ep.id, status: 'running', event: 'resume', detail: { via: 'proxy' } });
+      for (let attempt = 0; attempt < WAKE_ATTEMPTS; attempt++) {
+        const handle = await claimResume(ep);
+        if (handle) return void (await handle.result());
+      }
+    })();
+    recorded.catch((err) => logger.warn({ err, endpointId: ep.id }, 'could not record a wake-on-connect'));
+    return { recorded };
   }
 
   function wake(ep: Row): Promise<void> {
     let p = waking.get(ep.id);
     if (!p) {
-      p = resume(ep).finally(() => waking.delete(ep.id));
+      const forget = () => {
+        if (waking.get(ep.id) === p) waking.delete(ep.id);
+      };
+      p = resume(ep).then(
+        ({ recorded }) => {
+          recorded.finally(forget).catch(() => undefined);
+        },
+        (err) => {
+          forget();
+          throw err;
+        },
+      );
       waking.set(ep.id, p);
     }
     return p;
@@ -72,25 +140,27 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger }: Reso
 
   return {
     async resolve(endpointId: string, client: { address: string }): Promise<ProxyRoute | undefined> {
-      let ep = await lookup(endpointId);
+      const ep = await lookup(endpointId);
       if (!ep) return undefined;
       if (!allowlistPermits(ep.allowlist, client.address)) {
         throw new ProxyRefusal(`client address ${client.address} is not allowed by the IP allowlist of endpoint "${endpointId}"`, '28000');
       }
-      if (ep.status === 'suspended') {
+      let port = ep.port;
+      if (ep.status === 'suspended' || waking.has(ep.id)) {
         try {
           await wake(ep);
         } catch (err) {
           logger.error({ err, endpointId }, 'wake-on-connect failed');
           throw err instanceof ProxyRefusal ? err : new ProxyRefusal(`could not resume endpoint "${endpointId}": ${(err as Error).message}`, '57P03');
         }
-        ep = (await lookup(endpointId)) ?? ep;
-      }
-      if (ep.status !== 'running' || ep.port === null) {
+        // Suspend and resume keep the port; a reset meanwhile may not have.
+        port = (await lookup(endpointId))?.port ?? port;
+      } else if (ep.status !== 'running') {
         throw new ProxyRefusal(`endpoint "${endpointId}" is ${ep.status}, not accepting connections`, '57P03');
       }
+      if (port === null) throw new ProxyRefusal(`endpoint "${endpointId}" has no compute port`, '57P03');
       touch(endpointId);
-      return { host: '127.0.0.1', port: ep.port };
+      return { host: '127.0.0.1', port };
     },
     onSessionEnd: touch,
   };

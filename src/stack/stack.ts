@@ -25,6 +25,7 @@ import { loadSecretKey } from './secretKey';
 import { startControlDb, ControlDb } from './controlDb';
 import { startTemporalServer, TemporalServer } from './temporalServer';
 import { createEndpointResolver } from './endpointResolver';
+import { createCatalogActivities } from '../activities/catalog';
 
 export interface Roles {
   api: boolean;
@@ -197,6 +198,11 @@ export class Stack {
           temporal: this.temporal,
           taskQueue: c.controlTaskQueue,
           logger: this.logger.child({ component: 'proxy' }),
+          localHost: this.workers?.hostActivities && {
+            hostId: c.hostId,
+            startEndpoint: this.workers.hostActivities.startEndpoint,
+            setEndpointState: createCatalogActivities({ db: this.db, secretKey }).setEndpointState,
+          },
         }),
       });
       await this.proxy.start();

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Db } from '../db';
 import type { HostEngine } from '../engine/host';
 import { createCatalogActivities } from '../activities/catalog';
-import { createHostActivities } from '../activities/host';
+import { createHostActivities, HostActivities } from '../activities/host';
 import { hostTaskQueue } from '../domain/queues';
 
 let bundle: Promise<{ code: string }> | undefined;
@@ -34,6 +34,8 @@ export interface WorkerOptions {
 export interface RunningWorkers {
   shutdown(): Promise<void>;
   state(): Record<string, string>;
+  /** The host worker's activities, for in-process callers on the same host (wake-on-connect). */
+  hostActivities?: HostActivities;
 }
 
 /**
@@ -65,20 +67,22 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
       }),
     );
   }
+  let hostActivities: HostActivities | undefined;
   if (o.host) {
+    hostActivities = createHostActivities({
+      db: o.db,
+      engine: o.engine,
+      hostId: o.hostId,
+      secretKey: o.secretKey,
+      portRange: o.portRange,
+      faults: o.faults,
+    });
     workers.push(
       await Worker.create({
         connection,
         namespace: o.namespace,
         taskQueue: hostTaskQueue(o.hostId),
-        activities: createHostActivities({
-          db: o.db,
-          engine: o.engine,
-          hostId: o.hostId,
-          secretKey: o.secretKey,
-          portRange: o.portRange,
-          faults: o.faults,
-        }),
+        activities: hostActivities,
       }),
     );
   }
@@ -88,6 +92,7 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
     }),
   );
   return {
+    hostActivities,
     state: () => Object.fromEntries(workers.map((w) => [w.options.taskQueue, w.getState()])),
     async shutdown() {
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();

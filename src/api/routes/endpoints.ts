@@ -151,6 +151,7 @@ export function registerEndpointRoutes(router: Router, registry: OpenAPIRegistry
           workflowType: verb === 'suspend' ? 'suspendEndpoint' : 'resumeEndpoint',
           workflowId: `endpoint-state/${ep.id}`,
           args: (operationId) => [{ operationId, endpointId: ep.id, branchId: ep.branch_id, hostId: ep.host_id }],
+          queueBehind: ['resumeEndpoint'],
         });
         if (!outcome.done) {
           answerAccepted(ctx, ep.project_id, outcome.operationId, { id: ep.id, status: ep.status });
