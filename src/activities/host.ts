@@ -19,14 +19,32 @@ export interface HostDeps {
   faults?: readonly string[];
 }
 
+async function readEndpointSpec(db: Db, endpointId: string) {
+  const ep = await db.selectFrom('endpoints').selectAll().where('id', '=', endpointId).executeTakeFirst();
+  if (!ep) throw ApplicationFailure.nonRetryable(`endpoint ${endpointId} is not in the catalog`, 'NotFound');
+  if (ep.port === null) throw ApplicationFailure.nonRetryable(`endpoint ${endpointId} has no port`, 'NoPort');
+  return { row: ep, spec: { endpointId, branchId: ep.branch_id, port: ep.port, computeCu: ep.compute_cu } };
+}
+
+/**
+ * Wake-on-connect for a proxy running beside this host's engine: resolves as soon as the compute
+ * accepts connections; `limited` settles once its cgroup limits are on and recorded.
+ */
+export function createLocalWake({ db, engine }: Pick<HostDeps, 'db' | 'engine'>) {
+  return async (endpointId: string): Promise<{ limited: Promise<void> }> => {
+    const { spec } = await readEndpointSpec(db, endpointId);
+    const { limited } = await engine.wakeEndpoint(spec);
+    return {
+      limited: limited.then(async ({ limitsEnforced }) => {
+        await db.updateTable('endpoints').set({ limits_enforced: limitsEnforced }).where('id', '=', endpointId).execute();
+      }),
+    };
+  };
+}
+
 /** Engine work on the machine that holds the data. Idempotent, like every activity. */
 export function createHostActivities({ db, engine, hostId, secretKey, portRange, faults = [] }: HostDeps) {
-  async function endpointSpec(endpointId: string) {
-    const ep = await db.selectFrom('endpoints').selectAll().where('id', '=', endpointId).executeTakeFirst();
-    if (!ep) throw ApplicationFailure.nonRetryable(`endpoint ${endpointId} is not in the catalog`, 'NotFound');
-    if (ep.port === null) throw ApplicationFailure.nonRetryable(`endpoint ${endpointId} has no port`, 'NoPort');
-    return { row: ep, spec: { endpointId, branchId: ep.branch_id, port: ep.port, computeCu: ep.compute_cu } };
-  }
+  const endpointSpec = (endpointId: string) => readEndpointSpec(db, endpointId);
 
   const activities = {
     /**

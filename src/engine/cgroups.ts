@@ -215,11 +215,6 @@ export class CgroupLimiter {
     return dirs ? [...new Set([dirs.cpu, dirs.cpuacct, dirs.memory].filter((d): d is string => Boolean(d)))] : [];
   }
 
-  /** cgroup.procs of each of the endpoint's groups: a process that writes its pid there joins. */
-  procsFiles(endpointId: string): string[] {
-    return this.distinctDirs(endpointId).map((d) => path.join(d, 'cgroup.procs'));
-  }
-
   async apply(endpointId: string, pids: number[], limits: ResourceLimits): Promise<void> {
     const checked = validateLimits(limits);
     if (!this.enforced) return;

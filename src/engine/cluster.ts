@@ -121,7 +121,7 @@ export async function isRunning(pg: PgInstall, dataDir: string): Promise<boolean
  * 100 ms while a fork is ready in 60-85 ms, so we launch without waiting and watch the status
  * line postgres writes into postmaster.pid ourselves.
  */
-export async function startCluster(pg: PgInstall, dataDir: string, logFile: string, opts: { cgroupProcs?: string[] } = {}): Promise<void> {
+export async function startCluster(pg: PgInstall, dataDir: string, logFile: string): Promise<void> {
   if (await isRunning(pg, dataDir)) return;
   const fail = async (why: string) => {
     const tail = await tailFile(logFile, 8);
@@ -130,23 +130,8 @@ export async function startCluster(pg: PgInstall, dataDir: string, logFile: stri
   const pidFile = path.join(dataDir, 'postmaster.pid');
   // A lock file left by a crashed postmaster is replaced by the new one; don't mistake it.
   const stalePid = Number((await fsp.readFile(pidFile, 'utf8').catch(() => '')).split('\n')[0]) || undefined;
-  const pgCtlArgs = ['start', '-W', '-s', '-D', dataDir, '-l', logFile];
   try {
-    if (opts.cgroupProcs?.length && pg.user && process.getuid?.() === 0) {
-      // Join the compute's cgroups first, then drop to the compute user: the postmaster and every
-      // process it forks are born inside the limits, with nothing to find and move afterwards.
-      const joinThenExec = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1"; shift; n=$((n-1)); done; exec "$@"';
-      await run(
-        'sh',
-        [
-          '-c', joinThenExec, 'sh', String(opts.cgroupProcs.length), ...opts.cgroupProcs,
-          'setpriv', `--reuid=${pg.user.uid}`, `--regid=${pg.user.gid}`, '--clear-groups', bin(pg, 'pg_ctl'), ...pgCtlArgs,
-        ],
-        { env: { HOME: '/tmp', USER: pg.user.name, LOGNAME: pg.user.name }, timeoutMs: 30_000 },
-      );
-    } else {
-      await run(bin(pg, 'pg_ctl'), pgCtlArgs, { user: pg.user, timeoutMs: 30_000 });
-    }
+    await run(bin(pg, 'pg_ctl'), ['start', '-W', '-s', '-D', dataDir, '-l', logFile], { user: pg.user, timeoutMs: 30_000 });
   } catch (err) {
     throw await fail((err as Error).message);
   }

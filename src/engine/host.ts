@@ -1,4 +1,3 @@
-import os from 'node:os';
 import path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { HostLayout } from './layout';
@@ -181,40 +180,54 @@ export class HostEngine {
   }
 
   /** Starts the compute (idempotent) and puts it under its CU's limits where the host allows. */
-  startEndpoint(spec: EndpointSpec): Promise<{ limitsEnforced: boolean }> {
-    return this.computeLock.run(spec.branchId, () => this.startEndpointLocked(spec));
+  async startEndpoint(spec: EndpointSpec): Promise<{ limitsEnforced: boolean }> {
+    return (await this.wakeEndpoint(spec)).limited;
   }
 
-  private async startEndpointLocked(spec: EndpointSpec): Promise<{ limitsEnforced: boolean }> {
+  /**
+   * Like startEndpoint, but resolves as soon as the compute accepts connections; `limited`
+   * settles once it is under its limits. Moving processes into a cgroup (v1) waits for an RCU
+   * grace period, about 13 ms here, which a client waking the compute need not wait for. The
+   * branch stays locked until the limits are on, so a stop or resize never overtakes them.
+   */
+  async wakeEndpoint(spec: EndpointSpec): Promise<{ limited: Promise<{ limitsEnforced: boolean }> }> {
+    let onReady!: () => void;
+    const ready = new Promise<void>((resolve) => (onReady = resolve));
+    const limited = this.computeLock.run(spec.branchId, () => this.startEndpointLocked(spec, onReady));
+    await Promise.race([ready, limited]);
+    return { limited };
+  }
+
+  private async startEndpointLocked(spec: EndpointSpec, onReady: () => void): Promise<{ limitsEnforced: boolean }> {
     const dataDir = this.layout.branchDataDir(spec.branchId);
     const socketDir = this.layout.socketDir(spec.endpointId);
-    await ensureOwnedDir(this.layout.endpointDir(spec.endpointId), this.pg.user);
-    await fsp.mkdir(path.dirname(socketDir), { recursive: true });
-    await ensureOwnedDir(socketDir, this.pg.user);
-    await ensureOwnedDir(this.layout.walArchiveDir(spec.branchId), this.pg.user);
     if (!(await isRunning(this.pg, dataDir))) {
+      await ensureOwnedDir(this.layout.endpointDir(spec.endpointId), this.pg.user);
+      await fsp.mkdir(path.dirname(socketDir), { recursive: true });
+      await ensureOwnedDir(socketDir, this.pg.user);
+      await ensureOwnedDir(this.layout.walArchiveDir(spec.branchId), this.pg.user);
       await writeRuntimeConf(this.pg, dataDir, this.runtimeSettings(spec));
-      if (!this.limiter.enforced) {
-        await startCluster(this.pg, dataDir, this.layout.endpointLogFile(spec.endpointId));
-        return { limitsEnforced: false };
-      }
-      // Postgres starts inside its groups (nothing to find and move afterwards) with the host's
-      // CPUs for the start itself — recovery under a 0.25 vCPU quota would be 4x slower — and
-      // gets its own quota the moment it is ready.
-      const limits = resourceLimitsForCu(spec.computeCu ?? DEFAULT_CU);
-      await this.limiter.apply(spec.endpointId, [], { ...limits, vcpu: Math.max(limits.vcpu, os.cpus().length) });
-      await startCluster(this.pg, dataDir, this.layout.endpointLogFile(spec.endpointId), { cgroupProcs: this.limiter.procsFiles(spec.endpointId) });
-      await this.limiter.update(spec.endpointId, limits);
-      return { limitsEnforced: true };
+      // Outside its groups, the start has the host's CPUs: recovery under a 0.25 vCPU quota
+      // would be 4x slower. The quota applies from the move just after.
+      await startCluster(this.pg, dataDir, this.layout.endpointLogFile(spec.endpointId));
     }
-    // Already running (e.g. started before this worker): move its processes in.
+    onReady();
     return this.applyLimits(spec);
   }
 
+  /**
+   * Moves the compute's processes into its groups: the postmaster first, so that whatever it
+   * forks from then on is born inside; then everything it had forked before.
+   */
   private async applyLimits(spec: EndpointSpec): Promise<{ limitsEnforced: boolean }> {
     if (!this.limiter.enforced) return { limitsEnforced: false };
-    const pids = await computePids(this.layout.branchDataDir(spec.branchId));
-    await this.limiter.apply(spec.endpointId, pids, resourceLimitsForCu(spec.computeCu ?? DEFAULT_CU));
+    const dataDir = this.layout.branchDataDir(spec.branchId);
+    const limits = resourceLimitsForCu(spec.computeCu ?? DEFAULT_CU);
+    const first = (await fsp.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0].trim();
+    const postmaster = /^\d+$/.test(first) ? Number(first) : undefined;
+    await this.limiter.apply(spec.endpointId, postmaster ? [postmaster] : [], limits);
+    const rest = (await computePids(dataDir)).filter((pid) => pid !== postmaster);
+    if (rest.length) await this.limiter.apply(spec.endpointId, rest, limits);
     return { limitsEnforced: true };
   }
 

@@ -19,7 +19,8 @@ export interface ResolverDeps {
    */
   localHost?: {
     hostId: string;
-    startEndpoint(endpointId: string): Promise<unknown>;
+    /** Resolves once the compute accepts connections; `limited` once its limits are on. */
+    wake(endpointId: string): Promise<{ limited: Promise<void> }>;
     /** The catalog activity the workflow records with; a state change is recorded only once. */
     setEndpointState(i: { endpointId: string; status: 'running'; event: 'resume'; detail?: unknown }): Promise<void>;
   };
@@ -98,7 +99,8 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, localH
       await resumeViaWorkflow(ep);
       return { recorded: Promise.resolve() };
     }
-    await localHost.startEndpoint(ep.id);
+    const { limited } = await localHost.wake(ep.id);
+    limited.catch((err) => logger.error({ err, endpointId: ep.id }, 'could not put a woken compute under its limits'));
     const recorded = (async () => {
       await localHost.setEndpointState({ endpointId: ep.id, status: 'running', event: 'resume', detail: { via: 'proxy' } });
       for (let attempt = 0; attempt < WAKE_ATTEMPTS; attempt++) {

@@ -26,6 +26,7 @@ import { startControlDb, ControlDb } from './controlDb';
 import { startTemporalServer, TemporalServer } from './temporalServer';
 import { createEndpointResolver } from './endpointResolver';
 import { createCatalogActivities } from '../activities/catalog';
+import { createLocalWake } from '../activities/host';
 
 export interface Roles {
   api: boolean;
@@ -198,9 +199,9 @@ export class Stack {
           temporal: this.temporal,
           taskQueue: c.controlTaskQueue,
           logger: this.logger.child({ component: 'proxy' }),
-          localHost: this.workers?.hostActivities && {
+          localHost: !this.roles.worker ? undefined : {
             hostId: c.hostId,
-            startEndpoint: this.workers.hostActivities.startEndpoint,
+            wake: createLocalWake({ db: this.db, engine: this.engine }),
             setEndpointState: createCatalogActivities({ db: this.db, secretKey }).setEndpointState,
           },
         }),
