@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { ApplicationFailure } from '@temporalio/common';
+import type { Logger } from 'pino';
 import type { Db } from '../db';
 import { isUniqueViolation } from '../db';
 import type { HostEngine } from '../engine/host';
@@ -17,6 +18,7 @@ export interface HostDeps {
   secretKey: Buffer;
   portRange: { min: number; max: number };
   faults?: readonly string[];
+  logger?: Logger;
 }
 
 async function readEndpointSpec(db: Db, endpointId: string) {
@@ -26,24 +28,8 @@ async function readEndpointSpec(db: Db, endpointId: string) {
   return { row: ep, spec: { endpointId, branchId: ep.branch_id, port: ep.port, computeCu: ep.compute_cu } };
 }
 
-/**
- * Wake-on-connect for a proxy running beside this host's engine: resolves as soon as the compute
- * accepts connections; `limited` settles once its cgroup limits are on and recorded.
- */
-export function createLocalWake({ db, engine }: Pick<HostDeps, 'db' | 'engine'>) {
-  return async (endpointId: string): Promise<{ limited: Promise<void> }> => {
-    const { spec } = await readEndpointSpec(db, endpointId);
-    const { limited } = await engine.wakeEndpoint(spec);
-    return {
-      limited: limited.then(async ({ limitsEnforced }) => {
-        await db.updateTable('endpoints').set({ limits_enforced: limitsEnforced }).where('id', '=', endpointId).execute();
-      }),
-    };
-  };
-}
-
 /** Engine work on the machine that holds the data. Idempotent, like every activity. */
-export function createHostActivities({ db, engine, hostId, secretKey, portRange, faults = [] }: HostDeps) {
+export function createHostActivities({ db, engine, hostId, secretKey, portRange, faults = [], logger }: HostDeps) {
   const endpointSpec = (endpointId: string) => readEndpointSpec(db, endpointId);
 
   const activities = {
@@ -85,10 +71,18 @@ export function createHostActivities({ db, engine, hostId, secretKey, portRange,
       await engine.removeBranchData(branchId);
     },
 
+    /**
+     * Returns once the compute accepts connections. Its move into its cgroups (a cgroup v1 move
+     * waits ~13 ms for an RCU grace period) finishes meanwhile, off the path of the branch
+     * creation or wake that waits for this; the engine keeps the branch locked until then, so a
+     * stop or resize cannot overtake it.
+     */
     async startEndpoint(endpointId: string): Promise<{ port: number }> {
       const { spec } = await endpointSpec(endpointId);
-      const { limitsEnforced } = await engine.startEndpoint(spec);
-      await db.updateTable('endpoints').set({ limits_enforced: limitsEnforced }).where('id', '=', endpointId).execute();
+      const { limited } = await engine.wakeEndpoint(spec);
+      limited
+        .then(({ limitsEnforced }) => db.updateTable('endpoints').set({ limits_enforced: limitsEnforced }).where('id', '=', endpointId).execute())
+        .catch((err) => logger?.error({ err, endpointId }, 'could not put the compute under its limits'));
       return { port: spec.port };
     },
 

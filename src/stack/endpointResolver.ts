@@ -19,8 +19,8 @@ export interface ResolverDeps {
    */
   localHost?: {
     hostId: string;
-    /** Resolves once the compute accepts connections; `limited` once its limits are on. */
-    wake(endpointId: string): Promise<{ limited: Promise<void> }>;
+    /** The host activity: resolves once the compute accepts connections. */
+    startEndpoint(endpointId: string): Promise<unknown>;
     /** The catalog activity the workflow records with; a state change is recorded only once. */
     setEndpointState(i: { endpointId: string; status: 'running'; event: 'resume'; detail?: unknown }): Promise<void>;
   };
@@ -99,8 +99,7 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, localH
       await resumeViaWorkflow(ep);
       return { recorded: Promise.resolve() };
     }
-    const { limited } = await localHost.wake(ep.id);
-    limited.catch((err) => logger.error({ err, endpointId: ep.id }, 'could not put a woken compute under its limits'));
+    await localHost.startEndpoint(ep.id);
     const recorded = (async () => {
       await localHost.setEndpointState({ endpointId: ep.id, status: 'running', event: 'resume', detail: { via: 'proxy' } });
       for (let attempt = 0; attempt < WAKE_ATTEMPTS; attempt++) {

@@ -26,7 +26,6 @@ import { startControlDb, ControlDb } from './controlDb';
 import { startTemporalServer, TemporalServer } from './temporalServer';
 import { createEndpointResolver } from './endpointResolver';
 import { createCatalogActivities } from '../activities/catalog';
-import { createLocalWake } from '../activities/host';
 
 export interface Roles {
   api: boolean;
@@ -199,9 +198,9 @@ export class Stack {
           temporal: this.temporal,
           taskQueue: c.controlTaskQueue,
           logger: this.logger.child({ component: 'proxy' }),
-          localHost: !this.roles.worker ? undefined : {
+          localHost: this.workers?.hostActivities && {
             hostId: c.hostId,
-            wake: createLocalWake({ db: this.db, engine: this.engine }),
+            startEndpoint: this.workers.hostActivities.startEndpoint,
             setEndpointState: createCatalogActivities({ db: this.db, secretKey }).setEndpointState,
           },
         }),

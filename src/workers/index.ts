@@ -76,6 +76,7 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
       secretKey: o.secretKey,
       portRange: o.portRange,
       faults: o.faults,
+      logger: o.logger,
     });
     workers.push(
       await Worker.create({
