@@ -107,6 +107,20 @@ describe('endpoints: scale to zero, wake on connect, allowlist, sizes, schedules
     expect((await t.request('DELETE', path(`/branches/${b.id}`))).status).toBe(204);
   });
 
+  it('does not wake a compute whose branch is being reset, and says so', async () => {
+    const b = (await t.request('POST', path('/branches'), { body: { name: 'mid-reset' } })).body;
+    expect((await t.request('POST', path(`/endpoints/${b.compute_id}/suspend`))).status).toBe(200);
+    // What a reset in flight looks like to the proxy: the branch marked, its data dir not to be touched.
+    await t.stack.db.updateTable('branches').set({ status: 'resetting' }).where('id', '=', b.id).execute();
+    const r = await psql(b.connection_string, 'SELECT 1');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/its branch is resetting/);
+    expect(await t.stack.engine.endpointRunning({ branchId: b.id })).toBe(false);
+    await t.stack.db.updateTable('branches').set({ status: 'ready' }).where('id', '=', b.id).execute();
+    expect((await psql(b.connection_string, 'SELECT 1')).stdout.trim()).toBe('1');
+    expect((await t.request('DELETE', path(`/branches/${b.id}`))).status).toBe(204);
+  });
+
   it('enforces the allowlist in the proxy, naming the client address', async () => {
     const bad = await t.request('PUT', path(`${ep()}/allowlist`), { body: { allowlist: ['10.0.0.0/8', 'not-an-ip'] } });
     expect(bad.status).toBe(422);

@@ -14,8 +14,8 @@ export interface ResolverDeps {
   logger: Logger;
   /**
    * The host worker running in this process, if any. A wake for one of its computes starts the
-   * compute here, in parallel with the resume workflow, instead of waiting for the workflow's
-   * tasks and activity dispatch (about half of a cold start otherwise).
+   * compute here, before the resume workflow, instead of waiting for the workflow's tasks and
+   * activity dispatch (about half of a cold start otherwise).
    */
   localHost?: {
     hostId: string;
@@ -43,8 +43,18 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, localH
   const lookup = (endpointId: string) =>
     db
       .selectFrom('endpoints')
-      .select(['id', 'project_id', 'branch_id', 'host_id', 'port', 'status', 'allowlist'])
-      .where('id', '=', endpointId)
+      .innerJoin('branches', 'branches.id', 'endpoints.branch_id')
+      .select([
+        'endpoints.id',
+        'endpoints.project_id',
+        'endpoints.branch_id',
+        'endpoints.host_id',
+        'endpoints.port',
+        'endpoints.status',
+        'endpoints.allowlist',
+        'branches.status as branch_status',
+      ])
+      .where('endpoints.id', '=', endpointId)
       .executeTakeFirst();
 
   type Row = NonNullable<Awaited<ReturnType<typeof lookup>>>;
@@ -147,6 +157,11 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, localH
         throw new ProxyRefusal(`client address ${client.address} is not allowed by the IP allowlist of endpoint "${endpointId}"`, '28000');
       }
       let port = ep.port;
+      if (ep.status === 'suspended' && ep.branch_status !== 'ready') {
+        // A reset or delete owns the data dir; starting a compute on it now could start one on a
+        // half-made fork.
+        throw new ProxyRefusal(`endpoint "${endpointId}" is suspended and its branch is ${ep.branch_status}; try again when that finishes`, '57P03');
+      }
       if (ep.status === 'suspended' || waking.has(ep.id)) {
         try {
           await wake(ep);
