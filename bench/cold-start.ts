@@ -56,8 +56,9 @@ async function main() {
       if (r.status !== 200 || r.body.status !== 'suspended') throw new Error(`suspend → ${r.status} ${JSON.stringify(r.body)}`);
     }
 
-    const viaProxy = async (): Promise<number> => {
-      const c = new Client({ host: p.host, port: p.port, user: USER_ROLE, password: p.pg_password, database: `${p.endpoint_id}.postgres`, ssl: { ca: b.ca } });
+    /** Connect + SELECT 1 with node-postgres, as a user's app would. */
+    const firstQuery = async (config: ConstructorParameters<typeof Client>[0]): Promise<number> => {
+      const c = new Client(config);
       c.on('error', () => undefined);
       const t0 = performance.now();
       await c.connect();
@@ -66,15 +67,9 @@ async function main() {
       await c.end();
       return ms;
     };
-    const direct = async (): Promise<number> => {
-      const c = new Client({ host: '127.0.0.1', port: pgPort, user: USER_ROLE, password: p.pg_password, database: 'postgres' });
-      const t0 = performance.now();
-      await c.connect();
-      await c.query('SELECT 1');
-      const ms = performance.now() - t0;
-      await c.end();
-      return ms;
-    };
+    const viaProxy = () =>
+      firstQuery({ host: p.host, port: p.port, user: USER_ROLE, password: p.pg_password, database: `${p.endpoint_id}.postgres`, ssl: { ca: b.ca } });
+    const direct = () => firstQuery({ host: '127.0.0.1', port: pgPort, user: USER_ROLE, password: p.pg_password, database: 'postgres' });
 
     async function lampion(): Promise<{ ms: number; warm: number }> {
       await suspend();

@@ -220,6 +220,12 @@ export class CgroupLimiter {
     if (!this.enforced) return;
     for (const dir of this.distinctDirs(endpointId)) await fsp.mkdir(dir, { recursive: true });
     await this.writeLimits(endpointId, checked);
+    await this.move(endpointId, pids);
+  }
+
+  /** Moves processes into the endpoint's groups, which apply() has made. */
+  async move(endpointId: string, pids: number[]): Promise<void> {
+    if (!this.enforced) return;
     for (const dir of this.distinctDirs(endpointId)) {
       for (const pid of pids) await movePid(dir, pid);
     }

@@ -54,12 +54,16 @@ async function readForkMarker(file: string): Promise<ForkMarker | undefined> {
  * every branch creation and wake-up). Falls back to postgresPids where the kernel has no
  * CONFIG_PROC_CHILDREN or anything about the pid file is unusual.
  */
+/** The postmaster's pid from its pid file, if the file names one (it may be stale). */
+async function readPostmasterPid(dataDir: string): Promise<number | undefined> {
+  const first = (await fsp.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0].trim();
+  return /^\d+$/.test(first) ? Number(first) : undefined;
+}
+
 async function computePids(dataDir: string): Promise<number[]> {
-  let postmaster: number;
+  const postmaster = await readPostmasterPid(dataDir);
+  if (postmaster === undefined) return postgresPids(dataDir);
   try {
-    const first = (await fsp.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0].trim();
-    if (!/^\d+$/.test(first)) return postgresPids(dataDir);
-    postmaster = Number(first);
     // A stale pid file may name another process: the postmaster's cwd is its data directory.
     if ((await fsp.readlink(`/proc/${postmaster}/cwd`)) !== (await fsp.realpath(dataDir))) return postgresPids(dataDir);
   } catch {
@@ -223,11 +227,9 @@ export class HostEngine {
     if (!this.limiter.enforced) return { limitsEnforced: false };
     const dataDir = this.layout.branchDataDir(spec.branchId);
     const limits = resourceLimitsForCu(spec.computeCu ?? DEFAULT_CU);
-    const first = (await fsp.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0].trim();
-    const postmaster = /^\d+$/.test(first) ? Number(first) : undefined;
+    const postmaster = await readPostmasterPid(dataDir);
     await this.limiter.apply(spec.endpointId, postmaster ? [postmaster] : [], limits);
-    const rest = (await computePids(dataDir)).filter((pid) => pid !== postmaster);
-    if (rest.length) await this.limiter.apply(spec.endpointId, rest, limits);
+    await this.limiter.move(spec.endpointId, (await computePids(dataDir)).filter((pid) => pid !== postmaster));
     return { limitsEnforced: true };
   }
 

@@ -156,7 +156,6 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, localH
       if (!allowlistPermits(ep.allowlist, client.address)) {
         throw new ProxyRefusal(`client address ${client.address} is not allowed by the IP allowlist of endpoint "${endpointId}"`, '28000');
       }
-      let port = ep.port;
       if (ep.status === 'suspended' && ep.branch_status !== 'ready') {
         // A reset or delete owns the data dir; starting a compute on it now could start one on a
         // half-made fork.
@@ -169,14 +168,13 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, localH
           logger.error({ err, endpointId }, 'wake-on-connect failed');
           throw err instanceof ProxyRefusal ? err : new ProxyRefusal(`could not resume endpoint "${endpointId}": ${(err as Error).message}`, '57P03');
         }
-        // Suspend and resume keep the port; a reset meanwhile may not have.
-        port = (await lookup(endpointId))?.port ?? port;
       } else if (ep.status !== 'running') {
         throw new ProxyRefusal(`endpoint "${endpointId}" is ${ep.status}, not accepting connections`, '57P03');
       }
-      if (port === null) throw new ProxyRefusal(`endpoint "${endpointId}" has no compute port`, '57P03');
+      // Suspend and resume keep the port (and no wake happens while a reset holds the branch).
+      if (ep.port === null) throw new ProxyRefusal(`endpoint "${endpointId}" has no compute port`, '57P03');
       touch(endpointId);
-      return { host: '127.0.0.1', port };
+      return { host: '127.0.0.1', port: ep.port };
     },
     onSessionEnd: touch,
   };
