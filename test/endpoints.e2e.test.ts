@@ -5,6 +5,7 @@ import { sql } from 'kysely';
 import { startTestStack, TestStack, proxyCaFile } from './support/stack';
 import { psql } from './support/clients';
 import { postgresPids } from '../src/engine/cgroups';
+import { SYSTEM_ROLE } from '../src/engine/cluster';
 
 describe('endpoints: scale to zero, wake on connect, allowlist, sizes, schedules', () => {
   let t: TestStack;
@@ -13,7 +14,7 @@ describe('endpoints: scale to zero, wake on connect, allowlist, sizes, schedules
   const path = (p: string) => `/v1/projects/${project.id}${p}`;
   const ep = () => `/endpoints/${project.endpoint_id}`;
 
-  const connect = () =>
+  const connect = (over: { user?: string; password?: string } = {}) =>
     new Client({
       host: '127.0.0.1',
       port: project.port,
@@ -21,7 +22,19 @@ describe('endpoints: scale to zero, wake on connect, allowlist, sizes, schedules
       password: project.pg_password,
       database: `${project.endpoint_id}.postgres`,
       ssl: { ca },
+      ...over,
     });
+  const connectError = async (over: { user?: string; password?: string }) => {
+    const c = connect(over);
+    c.on('error', () => {});
+    return c.connect().then(
+      async () => {
+        await c.end();
+        throw new Error('connection unexpectedly succeeded');
+      },
+      (err: Error & { code?: string }) => err,
+    );
+  };
 
   const resumeEvents = async () =>
     (await t.stack.db.selectFrom('compute_events').select('event').where('endpoint_id', '=', project.endpoint_id).where('event', '=', 'resume').execute()).length;
@@ -45,6 +58,17 @@ describe('endpoints: scale to zero, wake on connect, allowlist, sizes, schedules
     expect(asViewer.body).not.toHaveProperty('pg_password');
     const sizes = await t.request('GET', path('/endpoints/compute-sizes'));
     expect(sizes.body).toEqual(expect.arrayContaining([{ cu: 0.25, label: '0.25 CU', vcpu: 0.25, memory_gb: 0.5 }, { cu: 1, label: '1 CU', vcpu: 1, memory_gb: 2 }]));
+  });
+
+  it('relays to computes on its own host over their private socket, with the password still checked and the platform role refused', async () => {
+    const c = connect();
+    await c.connect();
+    const r = await c.query('SELECT inet_client_addr() IS NULL AS over_socket, current_user AS usr');
+    expect(r.rows[0]).toEqual({ over_socket: true, usr: 'cloud_admin' });
+    await c.end();
+    expect(await connectError({ password: 'not-the-password' })).toMatchObject({ code: '28P01' });
+    // The compute trusts this role on its socket; the proxy must never let a client be it.
+    expect(await connectError({ user: SYSTEM_ROLE })).toMatchObject({ code: '28000', message: `role "${SYSTEM_ROLE}" cannot connect through the proxy` });
   });
 
   it('suspends, then a client through the proxy wakes it and is served', async () => {

@@ -89,6 +89,9 @@ const resolveRoute: ProxyOptions['resolve'] = async (endpointId) => {
   switch (endpointId) {
     case 'ep-test1':
       return { host: '127.0.0.1', port: pgPort };
+    case 'ep-unix':
+      // The TCP port is dead: only the socket path can reach postgres.
+      return { host: '127.0.0.1', port: deadPort, socketPath: path.join(tmp, `.s.PGSQL.${pgPort}`) };
     case 'ep-dead':
       return { host: '127.0.0.1', port: deadPort };
     case 'ep-broken':
@@ -316,7 +319,25 @@ describe('routing through TLS', () => {
   });
 });
 
+describe('unix socket route', () => {
+  it('relays over the socket a route names, with large results intact', async () => {
+    const c = await pgConnect({ database: 'ep-unix.postgres' });
+    const r = await c.query("SELECT inet_client_addr() IS NULL AS over_socket, md5(repeat('ab', 1000000)) AS h, length(repeat('x', 3000000)) AS n");
+    expect(r.rows[0]).toEqual({ over_socket: true, h: expect.stringMatching(/^[0-9a-f]{32}$/), n: 3_000_000 });
+    await c.end();
+  });
+});
+
 describe('rejections', () => {
+  it('refuses a reserved role before routing', async () => {
+    const resolve = jest.fn(resolveRoute);
+    const p = await startProxy({ reservedRoles: [ROLE], resolve });
+    const err = await pgError({ port: p.port });
+    expect(err.code).toBe('28000');
+    expect(err.message).toBe(`role "${ROLE}" cannot connect through the proxy`);
+    expect(resolve).not.toHaveBeenCalled();
+  });
+
   it('reports an unknown endpoint quickly', async () => {
     const started = Date.now();
     const err = await pgError({ database: 'ep-nope.postgres' });
@@ -429,8 +450,8 @@ describe('rejections', () => {
 });
 
 describe('cancel', () => {
-  async function sleepingClient(): Promise<{ c: Client; query: Promise<unknown>; pid: number; secret: number }> {
-    const c = await pgConnect({});
+  async function sleepingClient(database = 'ep-test1.postgres'): Promise<{ c: Client; query: Promise<unknown>; pid: number; secret: number }> {
+    const c = await pgConnect({ database });
     const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
     const query = c.query('SELECT pg_sleep(30)').then(
       () => 'finished',
@@ -467,6 +488,16 @@ describe('cancel', () => {
     const { c, query, pid, secret } = await sleepingClient();
     const { raw, tlsSock } = await rawTls();
     tlsSock.write(serializeCancelRequest(pid, secret));
+    await raw.waitClosed();
+    expect(((await query) as Error).message).toMatch(/canceling statement due to user request/);
+    await c.end();
+  });
+
+  it('forwards a CancelRequest to a compute reached over its unix socket', async () => {
+    const { c, query, pid, secret } = await sleepingClient('ep-unix.postgres');
+    const raw = new RawClient();
+    await raw.connected;
+    raw.sock.write(serializeCancelRequest(pid, secret));
     await raw.waitClosed();
     expect(((await query) as Error).message).toMatch(/canceling statement due to user request/);
     await c.end();

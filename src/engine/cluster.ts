@@ -15,10 +15,16 @@ export interface PgInstall {
 /** The platform's own superuser. It may only connect over the private unix socket. */
 export const SYSTEM_ROLE = 'lampion_system';
 
-const HBA = `# Managed by Lampion. The platform superuser is reachable only over the private socket.
+/**
+ * Users may come over the private socket too: a proxy on the compute's host relays to it, which
+ * costs both sides less CPU per message than loopback TCP. Only platform processes can reach
+ * the socket (0700, the compute's OS user), and the proxy refuses the platform role by name.
+ */
+const HBA = `# Managed by Lampion; rewritten at every start. The platform superuser is reachable only over the private socket.
 local   all          ${SYSTEM_ROLE}                      trust
 local   replication  ${SYSTEM_ROLE}                      trust
-local   all          all                                 reject
+local   all          all                                 scram-sha-256
+local   replication  all                                 scram-sha-256
 host    all          ${SYSTEM_ROLE}   all                reject
 host    replication  all              127.0.0.1/32       scram-sha-256
 host    all          all              127.0.0.1/32       scram-sha-256
@@ -37,7 +43,7 @@ export async function initCluster(pg: PgInstall, dataDir: string): Promise<void>
     ['-D', dataDir, '-U', SYSTEM_ROLE, '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync', '--no-instructions'],
     { user: pg.user, timeoutMs: 120_000 },
   );
-  await writeFileAtomic(path.join(dataDir, 'pg_hba.conf'), HBA, pg.user);
+  await writeHba(pg, dataDir);
   await fsp.appendFile(path.join(dataDir, 'postgresql.conf'), "\ninclude_if_exists = 'lampion.conf'\n");
   await run('sync', ['-f', dataDir]);
 }
@@ -87,6 +93,14 @@ export function renderRuntimeConf(pg: PgInstall, s: RuntimeSettings): string {
   };
   const lines = Object.entries(settings).map(([k, v]) => `${k} = ${typeof v === 'number' ? v : quoteConf(v)}`);
   return `# Managed by Lampion; rewritten at every start.\n${lines.join('\n')}\n`;
+}
+
+/** Writes pg_hba.conf when it differs (data dirs made by older versions); true when it did. */
+export async function writeHba(pg: PgInstall, dataDir: string): Promise<boolean> {
+  const file = path.join(dataDir, 'pg_hba.conf');
+  if ((await fsp.readFile(file, 'utf8').catch(() => '')) === HBA) return false;
+  await writeFileAtomic(file, HBA, pg.user);
+  return true;
 }
 
 export async function writeRuntimeConf(pg: PgInstall, dataDir: string, s: RuntimeSettings): Promise<void> {

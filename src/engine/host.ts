@@ -7,6 +7,7 @@ import {
   PgInstall,
   initCluster,
   writeRuntimeConf,
+  writeHba,
   startCluster,
   stopCluster,
   reloadCluster,
@@ -205,7 +206,11 @@ export class HostEngine {
   private async startEndpointLocked(spec: EndpointSpec, onReady: () => void): Promise<{ limitsEnforced: boolean }> {
     const dataDir = this.layout.branchDataDir(spec.branchId);
     const socketDir = this.layout.socketDir(spec.endpointId);
-    if (!(await isRunning(this.pg, dataDir))) {
+    const hbaChanged = await writeHba(this.pg, dataDir);
+    if (await isRunning(this.pg, dataDir)) {
+      // Survived a platform restart with an older pg_hba.conf: reload so the proxy's socket route works.
+      if (hbaChanged) await reloadCluster(this.pg, dataDir);
+    } else {
       await ensureOwnedDir(this.layout.endpointDir(spec.endpointId), this.pg.user);
       await fsp.mkdir(path.dirname(socketDir), { recursive: true });
       await ensureOwnedDir(socketDir, this.pg.user);

@@ -28,6 +28,10 @@ export class HostLayout {
     const tag = createHash('sha1').update(this.dataDir).digest('hex').slice(0, 10);
     return path.join(os.tmpdir(), `lampion-${tag}`, endpointId);
   }
+  /** The compute's unix socket file, as libpq names it. */
+  socketFile(endpointId: string, port: number) {
+    return path.join(this.socketDir(endpointId), `.s.PGSQL.${port}`);
+  }
   get walDir() {
     return path.join(this.dataDir, 'wal');
   }

@@ -23,6 +23,8 @@ export interface ResolverDeps {
     startEndpoint(endpointId: string): Promise<unknown>;
     /** The catalog activity the workflow records with; a state change is recorded only once. */
     setEndpointState(i: { endpointId: string; status: 'running'; event: 'resume'; detail?: unknown }): Promise<void>;
+    /** The compute's unix socket file: this host's computes are relayed to over it. */
+    socketFile(endpointId: string, port: number): string;
   };
 }
 
@@ -174,7 +176,8 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, localH
       // Suspend and resume keep the port (and no wake happens while a reset holds the branch).
       if (ep.port === null) throw new ProxyRefusal(`endpoint "${endpointId}" has no compute port`, '57P03');
       touch(endpointId);
-      return { host: '127.0.0.1', port: ep.port };
+      const local = localHost?.hostId === ep.host_id;
+      return { host: '127.0.0.1', port: ep.port, ...(local && { socketPath: localHost.socketFile(ep.id, ep.port) }) };
     },
     onSessionEnd: touch,
   };

@@ -9,7 +9,7 @@ import { Config, ConfigError } from '../config';
 import { createDb, Db, migrateToLatest } from '../db';
 import { bootstrapAccess } from '../db/apiKeys';
 import { resolveOsUser } from '../engine/exec';
-import { PgInstall } from '../engine/cluster';
+import { PgInstall, SYSTEM_ROLE } from '../engine/cluster';
 import { HostEngine } from '../engine/host';
 import { HostLayout } from '../engine/layout';
 import { canConnect, isPortFree } from '../engine/ports';
@@ -192,6 +192,7 @@ export class Stack {
         host: listenHost,
         tls,
         requireTls: c.proxyRequireTls,
+        reservedRoles: [SYSTEM_ROLE],
         logger: this.logger.child({ component: 'proxy' }),
         ...createEndpointResolver({
           db: this.db,
@@ -202,6 +203,7 @@ export class Stack {
             hostId: c.hostId,
             startEndpoint: this.workers.hostActivities.startEndpoint,
             setEndpointState: createCatalogActivities({ db: this.db, secretKey }).setEndpointState,
+            socketFile: (endpointId, port) => this.engine.layout.socketFile(endpointId, port),
           },
         }),
       });
