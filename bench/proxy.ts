@@ -3,6 +3,8 @@
  * the compute, with pgbouncer (session mode) in front of the same compute as a peer. One stack,
  * one project, one pgbench data set; the paths run interleaved, REPS times each, same clients:
  *   direct          pgbench → compute                                  (the floor)
+ *   direct TLS      pgbench → compute with ssl=on (sslmode=require)     (the floor for TLS paths:
+ *                   the client's own encryption is not the relay's cost)
  *   proxy TLS       pgbench → proxy (sslmode=require) → compute         (the product path)
  *   proxy plain     pgbench → proxy (sslmode=disable) → compute         (relay cost without TLS)
  *   pgbouncer       pgbench → pgbouncer (session mode, plaintext) → compute
@@ -33,6 +35,7 @@ import path from 'node:path';
 import { Client } from 'pg';
 import { canConnect, isPortFree } from '../src/engine/ports';
 import { CU_TIERS } from '../src/domain/sizing';
+import { withSystemClient } from '../src/engine/cluster';
 import { BenchStack, startBenchStack } from './support';
 
 function arg(name: string, dflt: number): number {
@@ -49,7 +52,7 @@ const CPUS = os.cpus().length;
 const COMPUTE_CU = arg('cu', CU_TIERS.find((cu) => cu >= CPUS) ?? CU_TIERS[CU_TIERS.length - 1]);
 const WARMUP_S = 2;
 /** Hard bound on the whole run; cleanup still happens when it fires. */
-const DEADLINE_MS = arg('deadline', 290) * 1000;
+const DEADLINE_MS = arg('deadline', 420) * 1000;
 
 const PGBENCH = process.env.PGBENCH ?? 'pgbench';
 const PGBOUNCER = process.env.PGBOUNCER ?? ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer'].find(isExecutable) ?? 'pgbouncer';
@@ -349,6 +352,33 @@ class Pgbouncer {
   }
 }
 
+/**
+ * Turns on TLS in the bench's compute with the proxy's own pair, so "direct TLS" measures what
+ * encryption costs the same clients without a relay. Only this bench's compute is changed.
+ */
+async function enableComputeTls(stack: BenchStack['stack'], endpointId: string, branchId: string, port: number, tlsDir: string): Promise<void> {
+  const dataDir = stack.engine.layout.branchDataDir(branchId);
+  const user = stack.engine.pg.user;
+  const files = { cert: path.join(dataDir, 'bench-server.crt'), key: path.join(dataDir, 'bench-server.key') };
+  fs.copyFileSync(path.join(tlsDir, 'proxy.crt'), files.cert);
+  fs.copyFileSync(path.join(tlsDir, 'proxy.key'), files.key);
+  fs.chmodSync(files.key, 0o600);
+  if (user) for (const f of Object.values(files)) fs.chownSync(f, user.uid, user.gid);
+  await withSystemClient(stack.engine.layout.socketDir(endpointId), port, async (c) => {
+    await c.query(`ALTER SYSTEM SET ssl_cert_file = '${files.cert.replace(/'/g, "''")}'`);
+    await c.query(`ALTER SYSTEM SET ssl_key_file = '${files.key.replace(/'/g, "''")}'`);
+    await c.query('ALTER SYSTEM SET ssl = on');
+    await c.query('SELECT pg_reload_conf()');
+  });
+  const until = Date.now() + 10_000;
+  for (;;) {
+    const on = await withSystemClient(stack.engine.layout.socketDir(endpointId), port, async (c) => (await c.query('SHOW ssl')).rows[0].ssl);
+    if (on === 'on') return;
+    if (Date.now() > until) throw new Error('the compute did not turn TLS on');
+    await sleep(100);
+  }
+}
+
 // ---- main ----------------------------------------------------------------------------------
 
 async function main() {
@@ -413,6 +443,8 @@ async function main() {
     if (init.code !== 0) throw new Error(`pgbench -i failed:\n${init.stdout}\n${init.stderr}`);
     console.log(`pgbench -i -s ${SCALE} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
+    await enableComputeTls(stack, p.endpoint_id, p.branch_id, computePort, path.join(benchStack.dataDir, 'tls'));
+
     fs.chmodSync(bouncerDir, 0o700);
     bouncer = new Pgbouncer(bouncerDir, stack.engine.pg.user);
     await bouncer.start(computePort, p.user, password, path.join(benchStack.dataDir, 'tls'));
@@ -425,6 +457,7 @@ async function main() {
     const proxyDb = `${p.endpoint_id}.postgres`;
     const targets: Target[] = [
       { name: 'direct', label: 'direct (pgbench → compute)', host: '127.0.0.1', port: computePort, database: 'postgres', sslmode: 'disable' },
+      { name: 'direct TLS', label: 'direct, TLS (compute ssl=on)', host: '127.0.0.1', port: computePort, database: 'postgres', sslmode: 'require' },
       { name: 'proxy TLS', label: 'proxy, TLS (sslmode=require)', host: '127.0.0.1', port: p.port, database: proxyDb, sslmode: 'require', relayCpuUs: nodeCpuUs },
       { name: 'proxy plain', label: 'proxy, plaintext (sslmode=disable)', host: '127.0.0.1', port: p.port, database: proxyDb, sslmode: 'disable', relayCpuUs: nodeCpuUs },
       { name: 'pgbouncer', label: 'pgbouncer session, plaintext', host: '127.0.0.1', port: b.port, database: 'postgres', sslmode: 'disable', relayCpuUs: () => b.cpuUs() },
@@ -469,8 +502,10 @@ async function main() {
     }
     const ratio = (a: string, b: string) => (med(a)! / med(b)!).toFixed(2);
     console.log('');
-    console.log(`  proxy-TLS / direct        ${ratio('proxy TLS', 'direct')}  (target ≥ 0.90)`);
+    console.log(`  proxy-TLS / direct-TLS    ${ratio('proxy TLS', 'direct TLS')}  (target ≥ 0.90: same clients, same sslmode)`);
     console.log(`  proxy-plain / direct      ${ratio('proxy plain', 'direct')}  (target ≥ 0.90)`);
+    console.log(`  proxy-TLS / direct        ${ratio('proxy TLS', 'direct')}  (TLS against a plaintext floor: includes the client's own TLS)`);
+    console.log(`  direct-TLS / direct       ${ratio('direct TLS', 'direct')}  (what TLS costs without any relay)`);
     console.log(`  pgbouncer / direct        ${ratio('pgbouncer', 'direct')}`);
     console.log(`  proxy-plain / pgbouncer   ${ratio('proxy plain', 'pgbouncer')}`);
     console.log(`  proxy-TLS / pgbouncer-TLS ${ratio('proxy TLS', 'pgbouncer TLS')}`);
