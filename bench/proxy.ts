@@ -359,12 +359,13 @@ class Pgbouncer {
 async function enableComputeTls(stack: BenchStack['stack'], endpointId: string, branchId: string, port: number, tlsDir: string): Promise<void> {
   const dataDir = stack.engine.layout.branchDataDir(branchId);
   const user = stack.engine.pg.user;
+  const socketDir = stack.engine.layout.socketDir(endpointId);
   const files = { cert: path.join(dataDir, 'bench-server.crt'), key: path.join(dataDir, 'bench-server.key') };
   fs.copyFileSync(path.join(tlsDir, 'proxy.crt'), files.cert);
   fs.copyFileSync(path.join(tlsDir, 'proxy.key'), files.key);
   fs.chmodSync(files.key, 0o600);
   if (user) for (const f of Object.values(files)) fs.chownSync(f, user.uid, user.gid);
-  await withSystemClient(stack.engine.layout.socketDir(endpointId), port, async (c) => {
+  await withSystemClient(socketDir, port, async (c) => {
     await c.query(`ALTER SYSTEM SET ssl_cert_file = '${files.cert.replace(/'/g, "''")}'`);
     await c.query(`ALTER SYSTEM SET ssl_key_file = '${files.key.replace(/'/g, "''")}'`);
     await c.query('ALTER SYSTEM SET ssl = on');
@@ -372,7 +373,7 @@ async function enableComputeTls(stack: BenchStack['stack'], endpointId: string, 
   });
   const until = Date.now() + 10_000;
   for (;;) {
-    const on = await withSystemClient(stack.engine.layout.socketDir(endpointId), port, async (c) => (await c.query('SHOW ssl')).rows[0].ssl);
+    const on = await withSystemClient(socketDir, port, async (c) => (await c.query('SHOW ssl')).rows[0].ssl);
     if (on === 'on') return;
     if (Date.now() > until) throw new Error('the compute did not turn TLS on');
     await sleep(100);
