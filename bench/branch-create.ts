@@ -22,7 +22,7 @@ import { forkDataDir } from '../src/engine/fork';
 import { removeDataDir, type StorageDriver } from '../src/engine/storage';
 import { startCluster, stopCluster, writeRuntimeConf, withSystemClient } from '../src/engine/cluster';
 import { ensureOwnedDir } from '../src/engine/fs';
-import { USER_ROLE } from '../src/engine/host';
+import { USER_ROLE } from '../src/domain/roles';
 import { pgSettingsForCu } from '../src/domain/sizing';
 import {
   argList,

@@ -16,7 +16,7 @@
 import os from 'node:os';
 import { Client } from 'pg';
 import { startCluster, stopCluster, withSystemClient } from '../src/engine/cluster';
-import { USER_ROLE } from '../src/engine/host';
+import { USER_ROLE } from '../src/domain/roles';
 import {
   argList,
   argNumber,

@@ -1,6 +1,7 @@
 import path from 'node:path';
 
 import { z } from 'zod';
+import type { HostTimeouts } from './domain/timeouts';
 
 // 0 = an ephemeral port (tests); the start command always passes real ones.
 const port = z.coerce.number().int().min(0).max(65535);
@@ -61,6 +62,9 @@ export const envSchema = z.object({
     .string()
     .default('')
     .transform((s) => s.split(',').map((r) => r.trim()).filter(Boolean)),
+  LAMPION_HOST_HEARTBEAT_SECONDS: z.coerce.number().int().min(1).max(600).default(15),
+  LAMPION_HOST_ACTIVITY_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(86_400).default(600),
+  LAMPION_HOST_LONG_ACTIVITY_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(30 * 86_400).default(7 * 86_400),
   DATABASE_URL: optionalString,
   TEMPORAL_ADDRESS: optionalString,
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -103,6 +107,8 @@ export interface Config {
   secretKey?: string;
   /** Activity names that fail on purpose; for tests of compensation only. */
   faultInjection: string[];
+  /** Heartbeat and start-to-close timeouts of host activities, handed to workflows in their memo. */
+  hostTimeouts: HostTimeouts;
   databaseUrl?: string;
   temporalAddress?: string;
   logLevel: Env['LOG_LEVEL'];
@@ -151,6 +157,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitPerMinute: e.LAMPION_RATE_LIMIT_PER_MINUTE,
     secretKey: e.LAMPION_SECRET_KEY,
     faultInjection: e.LAMPION_FAULT_INJECTION,
+    hostTimeouts: {
+      heartbeatSeconds: e.LAMPION_HOST_HEARTBEAT_SECONDS,
+      shortSeconds: e.LAMPION_HOST_ACTIVITY_TIMEOUT_SECONDS,
+      longSeconds: e.LAMPION_HOST_LONG_ACTIVITY_TIMEOUT_SECONDS,
+    },
     databaseUrl: e.DATABASE_URL,
     temporalAddress: e.TEMPORAL_ADDRESS,
     logLevel: e.LOG_LEVEL,

@@ -79,7 +79,7 @@ describe.each(drivers)('branches on the $driver driver', ({ driver, dataDir }) =
   it('resets the child to the parent’s current rows with seeds, keeping the connection string', async () => {
     const res = await t.request('POST', path(`/branches/${child.id}/reset`));
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ id: child.id, compute_id: child.compute_id, status: 'running', connection_string: child.connection_string });
+    expect(res.body).toMatchObject({ id: child.id, compute_id: child.compute_id, status: 'ready', connection_string: child.connection_string });
     expect(await q(child.connection_string, "SELECT string_agg(name, ',' ORDER BY id) FROM users")).toBe('alice,bob,parent-only,seeded');
   });
 

@@ -2,7 +2,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { spawn, ChildProcess } from 'node:child_process';
-import { CgroupDetection, CgroupLimiter, detectCgroups, postgresPids } from '../src/engine/cgroups';
+import { CgroupDetection, CgroupLimiter, detectCgroups } from '../src/engine/cgroups';
+import { postgresPids } from '../src/engine/postmaster';
 import { randomToken } from '../src/domain/ids';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import { sql } from 'kysely';
 import { startTestStack, TestStack, proxyCaFile } from './support/stack';
 import { psql } from './support/clients';
-import { postgresPids } from '../src/engine/cgroups';
+import { postgresPids } from '../src/engine/postmaster';
 import { SYSTEM_ROLE } from '../src/engine/cluster';
 
 describe('endpoints: scale to zero, wake on connect, allowlist, sizes, schedules', () => {

@@ -1,10 +1,13 @@
 import { sql } from 'kysely';
-import { ApplicationFailure } from '@temporalio/common';
 import type { Transaction } from 'kysely';
 import type { Db, Database, BranchStatus, ComputeEvent } from '../db';
 import { isUniqueViolation } from '../db';
 import type { StorageDriver } from '../engine/storage';
 import { encryptSecret, generatePassword } from '../domain/secrets';
+import { resourceLimitsForCu } from '../domain/sizing';
+import { failure } from '../operations/failures';
+import type { EndpointSpec } from '../engine/host';
+import type { SeedScript } from '../engine/seeds';
 import { withFaults } from './faults';
 
 export interface ProjectRecordsInput {
@@ -127,10 +130,14 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       });
     },
 
-    async markProjectReady(i: { projectId: string; branchId: string; endpointId: string; driver: StorageDriver }): Promise<void> {
+    async markProjectReady(i: { projectId: string; branchId: string; endpointId: string; driver: StorageDriver; limitsEnforced: boolean }): Promise<void> {
       await db.transaction().execute(async (tx) => {
         await tx.updateTable('branches').set({ driver: i.driver, status: 'ready' }).where('id', '=', i.branchId).execute();
-        await tx.updateTable('endpoints').set({ status: 'running', last_active_at: sql`now()`, updated_at: sql`now()` }).where('id', '=', i.endpointId).execute();
+        await tx
+          .updateTable('endpoints')
+          .set({ status: 'running', limits_enforced: i.limitsEnforced, last_active_at: sql`now()`, updated_at: sql`now()` })
+          .where('id', '=', i.endpointId)
+          .execute();
         await tx.updateTable('projects').set({ status: 'ready', updated_at: sql`now()` }).where('id', '=', i.projectId).execute();
       });
       await recordEvent(i.endpointId, 'start');
@@ -159,13 +166,13 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
     },
 
     /** The child shares its parent's data, hence its roles: it inherits the sealed password too. */
-    async createBranchRecords(i: BranchRecordsInput): Promise<{ seedCount: number }> {
+    async createBranchRecords(i: BranchRecordsInput): Promise<{ seedCount: number; computeCu: number; passwordSealed: string; parentEndpoint?: { endpointId: string; port: number } }> {
       const parent = await db
         .selectFrom('endpoints')
-        .select(['pg_password_enc', 'compute_cu', 'auto_suspend_seconds'])
+        .select(['id', 'port', 'pg_password_enc', 'compute_cu', 'auto_suspend_seconds'])
         .where('branch_id', '=', i.parentBranchId)
         .executeTakeFirst();
-      if (!parent) throw ApplicationFailure.nonRetryable(`parent branch ${i.parentBranchId} has no endpoint`, 'NotFound');
+      if (!parent) throw failure('NotFound', `parent branch ${i.parentBranchId} has no endpoint`);
       try {
         await db.transaction().execute((tx) =>
           insertBranchWithEndpoint(tx, {
@@ -177,10 +184,60 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
           }),
         );
       } catch (err) {
-        if (isUniqueViolation(err)) throw ApplicationFailure.nonRetryable(`a branch named "${i.name}" already exists`, 'Conflict');
+        if (isUniqueViolation(err)) throw failure('Conflict', `a branch named "${i.name}" already exists`);
         throw err;
       }
-      return { seedCount: await activities.enabledSeedCount(i.projectId) };
+      return {
+        seedCount: await activities.enabledSeedCount(i.projectId),
+        computeCu: parent.compute_cu,
+        passwordSealed: parent.pg_password_enc,
+        ...(parent.port !== null ? { parentEndpoint: { endpointId: parent.id, port: parent.port } } : {}),
+      };
+    },
+
+    /** What a host needs to run an endpoint's compute, and the sealed password it logs in with. */
+    async endpointSpec(endpointId: string): Promise<{ spec: EndpointSpec; passwordSealed: string; projectId: string }> {
+      const ep = await db.selectFrom('endpoints').selectAll().where('id', '=', endpointId).executeTakeFirst();
+      if (!ep) throw failure('NotFound', `endpoint ${endpointId} is not in the catalog`);
+      if (ep.port === null) throw failure('NoPort', `endpoint ${endpointId} has no port`);
+      return { spec: { endpointId, branchId: ep.branch_id, port: ep.port, computeCu: ep.compute_cu, projectId: ep.project_id }, passwordSealed: ep.pg_password_enc, projectId: ep.project_id };
+    },
+
+    /** Where a running parent is served, for a fork through its socket. */
+    async forkParent(parentBranchId: string): Promise<{ parentBranchId: string; parentEndpoint?: { endpointId: string; port: number } }> {
+      const parent = await db.selectFrom('endpoints').select(['id', 'port']).where('branch_id', '=', parentBranchId).executeTakeFirst();
+      return { parentBranchId, ...(parent?.port != null ? { parentEndpoint: { endpointId: parent.id, port: parent.port } } : {}) };
+    },
+
+    /** The port the host gave the endpoint; the unique (host_id, port) index is the backstop. */
+    async recordEndpointPort(i: { endpointId: string; port: number }): Promise<void> {
+      await db.updateTable('endpoints').set({ port: i.port, updated_at: sql`now()` }).where('id', '=', i.endpointId).execute();
+    },
+
+    async recordLimits(i: { endpointId: string; limitsEnforced: boolean }): Promise<void> {
+      await db.updateTable('endpoints').set({ limits_enforced: i.limitsEnforced }).where('id', '=', i.endpointId).execute();
+    },
+
+    /** The project's enabled seeds in the order they run. */
+    async enabledSeeds(projectId: string): Promise<SeedScript[]> {
+      return db.selectFrom('seeds').select(['id', 'name', 'sql']).where('project_id', '=', projectId).where('enabled', '=', true).orderBy('position').execute();
+    },
+
+    /** Stores a CPU sample and answers the utilization since the previous one (autoscaling). */
+    async recordCpuSample(i: { endpointId: string; cpuSeconds: number | null }): Promise<{ utilization: number | null; computeCu: number }> {
+      const row = await db.selectFrom('endpoints').select(['compute_cu', 'cpu_seconds', 'cpu_sampled_at']).where('id', '=', i.endpointId).executeTakeFirst();
+      if (!row) return { utilization: null, computeCu: 0 };
+      const now = new Date();
+      await db.updateTable('endpoints').set({ cpu_seconds: i.cpuSeconds, cpu_sampled_at: now }).where('id', '=', i.endpointId).execute();
+      if (i.cpuSeconds === null || row.cpu_seconds === null || row.cpu_sampled_at === null) return { utilization: null, computeCu: row.compute_cu };
+      const elapsed = (now.getTime() - new Date(row.cpu_sampled_at).getTime()) / 1000;
+      if (elapsed <= 0 || i.cpuSeconds < row.cpu_seconds) return { utilization: null, computeCu: row.compute_cu };
+      return { utilization: (i.cpuSeconds - row.cpu_seconds) / elapsed / resourceLimitsForCu(row.compute_cu).vcpu, computeCu: row.compute_cu };
+    },
+
+    /** The run an operation belongs to; set by the run itself as its first step. */
+    async attachOperationRun(i: { operationId: string; runId: string }): Promise<void> {
+      await db.updateTable('operations').set({ run_id: i.runId }).where('id', '=', i.operationId).where('run_id', 'is', null).execute();
     },
 
     /** Lets a workflow skip the seed step (a host round trip) when there is nothing to run. */
@@ -194,10 +251,14 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       return r.n;
     },
 
-    async markBranchReady(i: { branchId: string; endpointId: string; driver: StorageDriver; lsn: string }): Promise<void> {
+    async markBranchReady(i: { branchId: string; endpointId: string; port: number; driver: StorageDriver; lsn: string; limitsEnforced: boolean }): Promise<void> {
       await db.transaction().execute(async (tx) => {
         await tx.updateTable('branches').set({ driver: i.driver, parent_lsn: i.lsn, status: 'ready' }).where('id', '=', i.branchId).execute();
-        await tx.updateTable('endpoints').set({ status: 'running', last_active_at: sql`now()`, updated_at: sql`now()` }).where('id', '=', i.endpointId).execute();
+        await tx
+          .updateTable('endpoints')
+          .set({ status: 'running', port: i.port, limits_enforced: i.limitsEnforced, last_active_at: sql`now()`, updated_at: sql`now()` })
+          .where('id', '=', i.endpointId)
+          .execute();
       });
       await recordEvent(i.endpointId, 'start');
     },
@@ -239,32 +300,52 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       });
     },
 
+    async recordComputeEvent(i: { endpointId: string; event: ComputeEvent; detail?: unknown }): Promise<void> {
+      await recordEvent(i.endpointId, i.event, i.detail);
+    },
+
     async setEndpointSize(i: { endpointId: string; computeCu: number; detail?: unknown }): Promise<void> {
       await db.updateTable('endpoints').set({ compute_cu: i.computeCu, updated_at: sql`now()` }).where('id', '=', i.endpointId).execute();
       await recordEvent(i.endpointId, 'resize', i.detail);
     },
 
     /** Running endpoints whose last client left more than auto_suspend_seconds ago. */
-    async findIdleEndpoints(): Promise<{ endpointId: string; branchId: string; hostId: string }[]> {
+    async findIdleEndpoints(): Promise<{ spec: EndpointSpec; projectId: string; orgId: string; hostId: string }[]> {
       const rows = await db
         .selectFrom('endpoints')
-        .select(['id', 'branch_id', 'host_id'])
-        .where('status', '=', 'running')
-        .where('auto_suspend_seconds', '>', 0)
-        .where(sql<boolean>`last_active_at < now() - make_interval(secs => auto_suspend_seconds)`)
+        .innerJoin('projects', 'projects.id', 'endpoints.project_id')
+        .select(['endpoints.id', 'endpoints.branch_id', 'endpoints.host_id', 'endpoints.port', 'endpoints.compute_cu', 'endpoints.project_id', 'projects.org_id'])
+        .where('endpoints.status', '=', 'running')
+        .where('endpoints.port', 'is not', null)
+        .where('endpoints.auto_suspend_seconds', '>', 0)
+        .where(sql<boolean>`endpoints.last_active_at < now() - make_interval(secs => endpoints.auto_suspend_seconds)`)
         .execute();
-      return rows.map((r) => ({ endpointId: r.id, branchId: r.branch_id, hostId: r.host_id }));
+      return rows.map((r) => ({
+        spec: { endpointId: r.id, branchId: r.branch_id, port: r.port!, computeCu: r.compute_cu, projectId: r.project_id },
+        projectId: r.project_id,
+        orgId: r.org_id,
+        hostId: r.host_id,
+      }));
     },
 
-    async findAutoscaledEndpoints(): Promise<{ endpointId: string; hostId: string; minCu: number; maxCu: number }[]> {
+    async findAutoscaledEndpoints(): Promise<{ endpointId: string; branchId: string; projectId: string; orgId: string; hostId: string; minCu: number; maxCu: number }[]> {
       const rows = await db
         .selectFrom('endpoints')
-        .select(['id', 'host_id', 'min_cu', 'max_cu'])
-        .where('status', '=', 'running')
-        .where('min_cu', 'is not', null)
-        .where('max_cu', 'is not', null)
+        .innerJoin('projects', 'projects.id', 'endpoints.project_id')
+        .select(['endpoints.id', 'endpoints.branch_id', 'endpoints.project_id', 'projects.org_id', 'endpoints.host_id', 'endpoints.min_cu', 'endpoints.max_cu'])
+        .where('endpoints.status', '=', 'running')
+        .where('endpoints.min_cu', 'is not', null)
+        .where('endpoints.max_cu', 'is not', null)
         .execute();
-      return rows.map((r) => ({ endpointId: r.id, hostId: r.host_id, minCu: r.min_cu!, maxCu: r.max_cu! }));
+      return rows.map((r) => ({
+        endpointId: r.id,
+        branchId: r.branch_id,
+        projectId: r.project_id,
+        orgId: r.org_id,
+        hostId: r.host_id,
+        minCu: r.min_cu!,
+        maxCu: r.max_cu!,
+      }));
     },
 
     async touchEndpoint(endpointId: string): Promise<void> {

@@ -1,68 +1,61 @@
-import { sql } from 'kysely';
-import { ApplicationFailure } from '@temporalio/common';
+import { Context } from '@temporalio/activity';
 import type { Logger } from 'pino';
-import type { Db } from '../db';
-import { isUniqueViolation } from '../db';
-import type { HostEngine } from '../engine/host';
-import { isPortFree } from '../engine/ports';
+import type { EndpointSpec, HostEngine } from '../engine/host';
+import type { StorageDriver } from '../engine/storage';
+import { NoFreePortError } from '../engine/portRegistry';
+import { runSeeds, SeedError, SeedResult, SeedScript } from '../engine/seeds';
 import { decryptSecret } from '../domain/secrets';
-import { USER_ROLE } from '../engine/host';
-import { runSeeds, SeedError, SeedResult } from '../engine/seeds';
-import { resourceLimitsForCu } from '../domain/sizing';
+import { USER_ROLE } from '../domain/roles';
+import { failure } from '../operations/failures';
 import { withFaults } from './faults';
 
 export interface HostDeps {
-  db: Db;
   engine: HostEngine;
   hostId: string;
+  /** Opens the sealed database passwords that workflows carry. */
   secretKey: Buffer;
-  portRange: { min: number; max: number };
   faults?: readonly string[];
   logger?: Logger;
 }
 
-async function readEndpointSpec(db: Db, endpointId: string) {
-  const ep = await db.selectFrom('endpoints').selectAll().where('id', '=', endpointId).executeTakeFirst();
-  if (!ep) throw ApplicationFailure.nonRetryable(`endpoint ${endpointId} is not in the catalog`, 'NotFound');
-  if (ep.port === null) throw ApplicationFailure.nonRetryable(`endpoint ${endpointId} has no port`, 'NoPort');
-  return { row: ep, spec: { endpointId, branchId: ep.branch_id, port: ep.port, computeCu: ep.compute_cu } };
+/** Where a fork's parent is serving, when it is: a running parent is forked through its socket. */
+export interface ForkParent {
+  parentBranchId: string;
+  parentEndpoint?: { endpointId: string; port: number };
 }
 
-/** Engine work on the machine that holds the data. Idempotent, like every activity. */
-export function createHostActivities({ db, engine, hostId, secretKey, portRange, faults = [], logger }: HostDeps) {
-  const endpointSpec = (endpointId: string) => readEndpointSpec(db, endpointId);
+/** The heartbeat details of long host work. */
+export interface HostProgress {
+  bytesDone?: number;
+}
+
+/**
+ * Engine work on the machine that holds the data. Host activities never touch the catalog: they
+ * take what they need as input and return what they did, so a host worker runs on a machine that
+ * has no control-plane credentials. Idempotent, like every activity.
+ */
+export function createHostActivities({ engine, hostId, secretKey, faults = [], logger }: HostDeps) {
+  /** Cancellation of the running activity; none when called in-process (wake-on-connect). */
+  const signal = () => {
+    try {
+      return Context.current().cancellationSignal;
+    } catch {
+      return undefined;
+    }
+  };
 
   const activities = {
-    /**
-     * Picks a port that is free on this host and records it; the unique (host_id, port) index
-     * settles races between concurrent provisioning.
-     */
+    /** The endpoint's port on this host: the one it has, or a free one now recorded here. */
     async reservePort(endpointId: string): Promise<number> {
-      const current = await db.selectFrom('endpoints').select('port').where('id', '=', endpointId).executeTakeFirst();
-      if (!current) throw ApplicationFailure.nonRetryable(`endpoint ${endpointId} is not in the catalog`, 'NotFound');
-      if (current.port !== null) return current.port;
-      const taken = new Set(
-        (await db.selectFrom('endpoints').select('port').where('host_id', '=', hostId).where('port', 'is not', null).execute()).map(
-          (r) => r.port,
-        ),
-      );
-      const span = portRange.max - portRange.min + 1;
-      const offset = Math.floor(Math.random() * span);
-      for (let i = 0; i < span; i++) {
-        const port = portRange.min + ((offset + i) % span);
-        if (taken.has(port) || !(await isPortFree(port))) continue;
-        try {
-          await db.updateTable('endpoints').set({ port, updated_at: sql`now()` }).where('id', '=', endpointId).where('port', 'is', null).execute();
-          const row = await db.selectFrom('endpoints').select('port').where('id', '=', endpointId).executeTakeFirstOrThrow();
-          if (row.port !== null) return row.port;
-        } catch (err) {
-          if (!isUniqueViolation(err)) throw err;
-        }
+      try {
+        return await engine.ports.reserve(endpointId);
+      } catch (err) {
+        if (err instanceof NoFreePortError) throw failure('NoFreePort', `${err.message} on host ${hostId}`);
+        throw err;
       }
-      throw ApplicationFailure.nonRetryable(`no free port in ${portRange.min}-${portRange.max} on host ${hostId}`, 'NoFreePort');
     },
 
-    async createRootBranchData(branchId: string): Promise<{ driver: 'btrfs' | 'copy' }> {
+    async createRootBranchData(branchId: string): Promise<{ driver: StorageDriver }> {
       return engine.createRootBranchData(branchId);
     },
 
@@ -75,49 +68,39 @@ export function createHostActivities({ db, engine, hostId, secretKey, portRange,
      * Returns once the compute accepts connections. Its move into its cgroups (a cgroup v1 move
      * waits ~13 ms for an RCU grace period) finishes meanwhile, off the path of the branch
      * creation or wake that waits for this; the engine keeps the branch locked until then, so a
-     * stop or resize cannot overtake it.
+     * stop or resize cannot overtake it. `limitsEnforced` says whether this host enforces them.
      */
-    async startEndpoint(endpointId: string): Promise<{ port: number }> {
-      const { spec } = await endpointSpec(endpointId);
+    async startEndpoint(spec: EndpointSpec): Promise<{ port: number; limitsEnforced: boolean }> {
       const { limited } = await engine.wakeEndpoint(spec);
-      limited
-        .then(({ limitsEnforced }) => db.updateTable('endpoints').set({ limits_enforced: limitsEnforced }).where('id', '=', endpointId).execute())
-        .catch((err) => logger?.error({ err, endpointId }, 'could not put the compute under its limits'));
-      return { port: spec.port };
+      limited.catch((err) => logger?.error({ err, endpointId: spec.endpointId }, 'could not put the compute under its limits'));
+      return { port: spec.port, limitsEnforced: engine.limiter.enforced };
     },
 
     async stopEndpoint(input: { endpointId: string; branchId: string }): Promise<void> {
       await engine.stopEndpoint(input);
     },
 
-    /** Applies the catalog's compute_cu to the running compute. */
-    async resizeEndpoint(endpointId: string): Promise<{ limitsEnforced: boolean }> {
-      const { spec } = await endpointSpec(endpointId);
-      const r = await engine.resizeEndpoint(spec);
-      await db.updateTable('endpoints').set({ limits_enforced: r.limitsEnforced }).where('id', '=', endpointId).execute();
-      return r;
+    /** Applies a new size to the running compute. */
+    async resizeEndpoint(spec: EndpointSpec): Promise<{ limitsEnforced: boolean }> {
+      return engine.resizeEndpoint(spec);
     },
 
-    /** CPU used since the previous sample, as a fraction of the compute's vCPUs (autoscaling). */
-    async sampleCpu(endpointId: string): Promise<{ utilization: number | null; computeCu: number }> {
-      const { row } = await endpointSpec(endpointId);
-      const used = await engine.cpuUsageSeconds(endpointId);
-      const now = new Date();
-      await db.updateTable('endpoints').set({ cpu_seconds: used ?? null, cpu_sampled_at: now }).where('id', '=', endpointId).execute();
-      if (used === undefined || row.cpu_seconds === null || row.cpu_sampled_at === null) return { utilization: null, computeCu: row.compute_cu };
-      const elapsed = (now.getTime() - new Date(row.cpu_sampled_at).getTime()) / 1000;
-      if (elapsed <= 0 || used < row.cpu_seconds) return { utilization: null, computeCu: row.compute_cu };
-      return { utilization: (used - row.cpu_seconds) / elapsed / resourceLimitsForCu(row.compute_cu).vcpu, computeCu: row.compute_cu };
+    /** CPU seconds the compute's cgroup has used so far; null where it cannot be measured. */
+    async sampleCpu(endpointId: string): Promise<{ cpuSeconds: number | null }> {
+      return { cpuSeconds: (await engine.cpuUsageSeconds(endpointId)) ?? null };
     },
 
     async removeEndpointFiles(endpointId: string): Promise<void> {
       await engine.removeEndpointFiles(endpointId);
     },
 
-    /** Forks the parent's data (running or not) into the child's data dir. */
-    async forkBranchData(i: { parentBranchId: string; childBranchId: string }): Promise<{ driver: 'btrfs' | 'copy'; lsn: string }> {
-      const parent = await db.selectFrom('endpoints').select(['id', 'port']).where('branch_id', '=', i.parentBranchId).executeTakeFirst();
-      return engine.forkBranchData(i.parentBranchId, i.childBranchId, parent?.port ? { endpointId: parent.id, port: parent.port } : undefined);
+    /**
+     * Forks the parent's data (running or not) into the child's data dir. Long on the copy
+     * driver: it heartbeats the bytes written, stops its copy when cancelled, and a retry first
+     * stops whatever copy an earlier attempt left running into the same directory.
+     */
+    async forkBranchData(i: ForkParent & { childBranchId: string }): Promise<{ driver: StorageDriver; lsn: string }> {
+      return engine.forkBranchData(i.parentBranchId, i.childBranchId, i.parentEndpoint, { signal: signal() });
     },
 
     /**
@@ -125,41 +108,27 @@ export function createHostActivities({ db, engine, hostId, secretKey, portRange,
      * Temporal, which on a fork of a few tens of milliseconds is most of the time. Each part is
      * idempotent, so a retry resumes where the last attempt stopped.
      */
-    async provisionBranchCompute(i: { endpointId: string; parentBranchId: string; childBranchId: string }) {
+    async provisionBranchCompute(i: ForkParent & { endpointId: string; childBranchId: string; computeCu: number; projectId?: string }) {
       const port = await activities.reservePort(i.endpointId);
-      const { driver, lsn } = await activities.forkBranchData({ parentBranchId: i.parentBranchId, childBranchId: i.childBranchId });
-      await activities.startEndpoint(i.endpointId);
-      return { port, driver, lsn };
+      const { driver, lsn } = await activities.forkBranchData(i);
+      const { limitsEnforced } = await activities.startEndpoint({ endpointId: i.endpointId, branchId: i.childBranchId, port, computeCu: i.computeCu, projectId: i.projectId });
+      return { port, driver, lsn, limitsEnforced };
     },
 
-    /** Enabled seeds of the endpoint's project, in position order, as the user's role. */
-    async runSeeds(endpointId: string): Promise<SeedResult[]> {
-      const { row, spec } = await endpointSpec(endpointId);
-      const seeds = await db
-        .selectFrom('seeds')
-        .select(['id', 'name', 'sql'])
-        .where('project_id', '=', row.project_id)
-        .where('enabled', '=', true)
-        .orderBy('position')
-        .execute();
+    /** The project's enabled seeds, in order, as the user's role. */
+    async runSeeds(i: { spec: EndpointSpec; passwordSealed: string; seeds: SeedScript[] }): Promise<SeedResult[]> {
       try {
-        return await runSeeds({ port: spec.port, user: USER_ROLE, password: decryptSecret(row.pg_password_enc, secretKey) }, seeds);
+        return await runSeeds({ port: i.spec.port, user: USER_ROLE, password: decryptSecret(i.passwordSealed, secretKey) }, i.seeds);
       } catch (err) {
         if (err instanceof SeedError) {
-          throw ApplicationFailure.create({
-            message: err.message,
-            type: 'SeedFailed',
-            nonRetryable: true,
-            details: [{ seed_id: err.seed.id, seed_name: err.seed.name, error: err.pgError, seeds: err.results }],
-          });
+          throw failure('SeedFailed', err.message, { seed_id: err.seed.id, seed_name: err.seed.name, error: err.pgError, seeds: err.results });
         }
         throw err;
       }
     },
 
     /** Whether any user session is open on the compute: an idle sweep must not cut one off. */
-    async endpointHasClients(endpointId: string): Promise<boolean> {
-      const { spec } = await endpointSpec(endpointId);
+    async endpointHasClients(spec: EndpointSpec): Promise<boolean> {
       if (!(await engine.endpointRunning(spec))) return false;
       return engine.hasClientSessions(spec);
     },
@@ -177,12 +146,37 @@ export function createHostActivities({ db, engine, hostId, secretKey, portRange,
       await engine.dropBranchDataAside(branchId);
     },
 
-    async bootstrapEndpoint(endpointId: string): Promise<{ createRole: boolean }> {
-      const { row, spec } = await endpointSpec(endpointId);
-      return engine.bootstrapRoles(spec, decryptSecret(row.pg_password_enc, secretKey));
+    async bootstrapEndpoint(i: { spec: EndpointSpec; passwordSealed: string }): Promise<{ createRole: boolean }> {
+      return engine.bootstrapRoles(i.spec, decryptSecret(i.passwordSealed, secretKey));
     },
   };
   return withFaults(activities, faults);
 }
 
 export type HostActivities = ReturnType<typeof createHostActivities>;
+
+type Fn = (...args: any[]) => Promise<unknown>;
+
+/**
+ * What the host worker registers: every activity heartbeats on its own while it runs (a third of
+ * its heartbeat timeout), so a dead worker is noticed in seconds and a cancellation reaches the
+ * activity; forks report the bytes written so far.
+ */
+export function withHeartbeats<T extends Record<string, Fn>>(activities: T, progress: (name: string, args: unknown[]) => Promise<HostProgress | undefined>): T {
+  const out: Record<string, Fn> = {};
+  for (const [name, fn] of Object.entries(activities)) {
+    out[name] = async (...args: unknown[]) => {
+      const ctx = Context.current();
+      const every = Math.max(200, Math.floor((ctx.info.heartbeatTimeoutMs ?? 30_000) / 3));
+      const beat = async () => ctx.heartbeat(await progress(name, args).catch(() => undefined));
+      const timer = setInterval(() => void beat(), every);
+      try {
+        ctx.heartbeat();
+        return await fn(...args);
+      } finally {
+        clearInterval(timer);
+      }
+    };
+  }
+  return out as T;
+}

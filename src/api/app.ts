@@ -86,12 +86,20 @@ export function createApp(deps: ApiDeps): Koa {
     }),
   );
   app.use(router.routes());
-  app.use(
-    router.allowedMethods({
-      throw: true,
-      methodNotAllowed: () => new ApiError(405, 'method_not_allowed', 'method not allowed on this route'),
-      notImplemented: () => new ApiError(501, 'not_implemented', 'method not implemented'),
-    }),
-  );
+  // A path that exists but not with this method (TRACE, PUT on a list, …) is a 405 naming the
+  // methods it has; OPTIONS answers with the same list.
+  app.use(async (ctx, next) => {
+    await next();
+    if (ctx.body !== undefined || ctx.status !== 404) return;
+    const matched = router.match(ctx.path, ctx.method);
+    if (!matched.path.length || matched.route) return;
+    const allowed = [...new Set(matched.path.flatMap((layer) => layer.methods))].filter((m) => m !== 'OPTIONS').concat('OPTIONS');
+    ctx.set('Allow', allowed.join(', '));
+    if (ctx.method === 'OPTIONS') {
+      ctx.status = 204;
+      return;
+    }
+    throw new ApiError(405, 'method_not_allowed', `${ctx.method} is not allowed on ${ctx.path}; allowed: ${allowed.join(', ')}`, undefined, { Allow: allowed.join(', ') });
+  });
   return app;
 }

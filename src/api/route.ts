@@ -1,13 +1,13 @@
 import type Koa from 'koa';
 import type Router from '@koa/router';
 import { z } from 'zod';
-import { OpenAPIRegistry, extendZodWithOpenApi } from '@asteasolutions/zod-to-openapi';
+import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
+import './zod';
 import type { Action } from '../domain/rbac';
 import { validationError } from './errors';
 import { authorize, AuthContext } from './auth';
 import type { ApiDeps } from './deps';
 
-extendZodWithOpenApi(z);
 
 export const errorEnvelope = z
   .object({
@@ -49,7 +49,14 @@ export function defineRoute<P extends z.ZodType = z.ZodObject<{}>, Q extends z.Z
   for (const [status, r] of Object.entries(spec.responses)) {
     responses[status] = r.schema ? { description: r.description, content: { 'application/json': { schema: r.schema } } } : { description: r.description };
   }
-  for (const status of spec.action ? [401, 403, 404, 422, 429] : [422]) {
+  // Every error a route can answer is in the document: malformed JSON and oversized bodies where
+  // there is a body, and 409 wherever an operation may hold the resource.
+  const common = [
+    ...(spec.action ? [401, 403, 404, 422, 429] : [422]),
+    ...(spec.body ? [400, 413] : []),
+    ...(spec.method !== 'get' && spec.action ? [409, 503] : []),
+  ];
+  for (const status of common) {
     responses[status] ??= { description: 'Error', content: { 'application/json': { schema: errorEnvelope } } };
   }
   registry.registerPath({

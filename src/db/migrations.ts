@@ -125,6 +125,14 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('compute_events_project_idx').on('compute_events').columns(['project_id', 'at']).execute();
     },
   },
+  '0003_operation_runs': {
+    async up(db) {
+      // The run an operation belongs to: progress and final state come from that run, not from
+      // whichever run now holds the shared workflow id.
+      await db.schema.alterTable('operations').addColumn('run_id', 'text').execute();
+      await db.schema.createIndex('operations_running_idx').on('operations').columns(['status', 'updated_at']).execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -89,7 +89,7 @@ export interface SeedsTable {
   updated_at: Timestamp;
 }
 
-export type ComputeEvent = 'start' | 'suspend' | 'resume' | 'resize' | 'stop';
+export type ComputeEvent = 'start' | 'suspend' | 'resume' | 'resize' | 'stop' | 'restart';
 
 export interface ComputeEventsTable {
   id: Generated<string>;
@@ -108,6 +108,7 @@ export interface OperationsTable {
   project_id: string;
   kind: string;
   workflow_id: string;
+  run_id: ColumnType<string | null, string | null | undefined, string | null>;
   status: OperationStatus;
   step: string | null;
   error: ColumnType<unknown, string | null | undefined, string | null>;

@@ -3,6 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { Client } from 'pg';
 import { run, OsUser, CommandError } from './exec';
 import { writeFileAtomic } from './fs';
+import { postmasterPid, postmasterStatus } from './postmaster';
 
 /** Where the Postgres binaries are and who runs them. */
 export interface PgInstall {
@@ -31,7 +32,8 @@ host    all          all              127.0.0.1/32       scram-sha-256
 host    all          all              ::1/128            scram-sha-256
 `;
 
-const bin = (pg: PgInstall, name: string) => path.join(pg.binDir, name);
+/** A Postgres program of this install. */
+export const pgBin = (pg: PgInstall, name: string) => path.join(pg.binDir, name);
 
 /**
  * initdb into an existing, empty, compute-owned directory. Files are synced once with syncfs
@@ -39,7 +41,7 @@ const bin = (pg: PgInstall, name: string) => path.join(pg.binDir, name);
  */
 export async function initCluster(pg: PgInstall, dataDir: string): Promise<void> {
   await run(
-    bin(pg, 'initdb'),
+    pgBin(pg, 'initdb'),
     ['-D', dataDir, '-U', SYSTEM_ROLE, '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync', '--no-instructions'],
     { user: pg.user, timeoutMs: 120_000 },
   );
@@ -113,17 +115,11 @@ export async function writeRuntimeConf(pg: PgInstall, dataDir: string, s: Runtim
  * on every start and resume, so it avoids spawning pg_ctl status unless /proc cannot tell.
  */
 export async function isRunning(pg: PgInstall, dataDir: string): Promise<boolean> {
-  const first = (await fsp.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0];
-  const pid = Number(first);
-  if (!(pid > 0)) return false;
+  const pm = await postmasterPid(dataDir);
+  if (!pm) return false;
+  if (pm.verified) return true;
   try {
-    return (await fsp.readlink(`/proc/${pid}/cwd`)) === (await fsp.realpath(dataDir));
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EACCES' && code !== 'EPERM') return false;
-  }
-  try {
-    await run(bin(pg, 'pg_ctl'), ['status', '-D', dataDir], { user: pg.user });
+    await run(pgBin(pg, 'pg_ctl'), ['status', '-D', dataDir], { user: pg.user });
     return true;
   } catch {
     return false;
@@ -141,23 +137,21 @@ export async function startCluster(pg: PgInstall, dataDir: string, logFile: stri
     const tail = await tailFile(logFile, 8);
     return new CommandError('pg_ctl start', null, `${why}\n${tail}`);
   };
-  const pidFile = path.join(dataDir, 'postmaster.pid');
   // A lock file left by a crashed postmaster is replaced by the new one; don't mistake it.
-  const stalePid = Number((await fsp.readFile(pidFile, 'utf8').catch(() => '')).split('\n')[0]) || undefined;
+  const stalePid = (await postmasterStatus(dataDir))?.pid;
   try {
-    await run(bin(pg, 'pg_ctl'), ['start', '-W', '-s', '-D', dataDir, '-l', logFile], { user: pg.user, timeoutMs: 30_000 });
+    await run(pgBin(pg, 'pg_ctl'), ['start', '-W', '-s', '-D', dataDir, '-l', logFile], { user: pg.user, timeoutMs: 30_000 });
   } catch (err) {
     throw await fail((err as Error).message);
   }
   const started = Date.now();
   let seenPid: number | undefined;
   for (;;) {
-    const lines = (await fsp.readFile(pidFile, 'utf8').catch(() => '')).split('\n');
-    const pid = Number(lines[0]);
-    if (pid > 0 && pid !== stalePid) {
+    const current = await postmasterStatus(dataDir);
+    const pid = current?.pid;
+    if (pid !== undefined && pid !== stalePid) {
       seenPid = pid;
-      // Line 8 is the postmaster status (PM_STATUS_READY once connections are accepted).
-      if (lines[7]?.trim() === 'ready') return;
+      if (current!.status === 'ready') return;
       if (!processAlive(pid)) throw await fail('postgres exited during startup');
     } else if (seenPid !== undefined || Date.now() - started > 10_000) {
       throw await fail('postgres exited during startup');
@@ -178,13 +172,13 @@ function processAlive(pid: number): boolean {
 
 /** Re-reads configuration files (SIGHUP): reloadable settings apply at once. */
 export async function reloadCluster(pg: PgInstall, dataDir: string): Promise<void> {
-  await run(bin(pg, 'pg_ctl'), ['reload', '-s', '-D', dataDir], { user: pg.user });
+  await run(pgBin(pg, 'pg_ctl'), ['reload', '-s', '-D', dataDir], { user: pg.user });
 }
 
 /** Fast shutdown (clients disconnected, clean checkpoint). Idempotent. */
 export async function stopCluster(pg: PgInstall, dataDir: string, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
   if (!(await isRunning(pg, dataDir))) return;
-  await run(bin(pg, 'pg_ctl'), ['stop', '-w', '-t', '120', '-s', '-m', mode, '-D', dataDir], {
+  await run(pgBin(pg, 'pg_ctl'), ['stop', '-w', '-t', '120', '-s', '-m', mode, '-D', dataDir], {
     user: pg.user,
     timeoutMs: 130_000,
   });

@@ -1,8 +1,8 @@
 import path from 'node:path';
 import { promises as fsp } from 'node:fs';
-import { run, CommandError } from './exec';
+import { run, runLong, CommandError, LongRunOptions } from './exec';
 import { exists } from './fs';
-import { PgInstall, SYSTEM_ROLE, withSystemClient } from './cluster';
+import { PgInstall, SYSTEM_ROLE, pgBin, withSystemClient } from './cluster';
 import { StorageDriver, removeDataDir } from './storage';
 
 export { detectDriver } from './storage';
@@ -21,8 +21,6 @@ const COPY_TIMEOUT_MS = 6 * 3600_000;
 
 const LSN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
 
-const bin = (pg: PgInstall, name: string) => path.join(pg.binDir, name);
-
 /**
  * A copy-on-write (btrfs) or full (copy) clone of a branch's data directory that can be started
  * beside the parent. The returned LSN is a lower bound of what the child contains: every
@@ -33,6 +31,8 @@ export async function forkDataDir(
   driver: StorageDriver,
   source: ForkSource,
   childDir: string,
+  /** Cancellation and the copy's process group (for a later attempt to find it). */
+  long: Pick<LongRunOptions, 'signal' | 'onSpawn'> = {},
 ): Promise<{ lsn: string }> {
   if (await exists(childDir)) throw new Error(`cannot fork into ${childDir}: it already exists`);
   if (!(await exists(path.join(source.dataDir, 'PG_VERSION')))) {
@@ -43,7 +43,7 @@ export async function forkDataDir(
   const tablespaces = await fsp.readdir(path.join(source.dataDir, 'pg_tblspc')).catch(() => [] as string[]);
   if (tablespaces.length) throw new Error(`cannot fork ${source.dataDir}: it has tablespaces (${tablespaces.join(', ')})`);
   try {
-    const lsn = driver === 'btrfs' ? await forkBtrfs(pg, source, childDir) : await forkCopy(pg, source, childDir);
+    const lsn = driver === 'btrfs' ? await forkBtrfs(pg, source, childDir) : await forkCopy(pg, source, childDir, long);
     if (!LSN.test(lsn)) throw new Error(`fork of ${source.dataDir} produced an unreadable LSN "${lsn}"`);
     await makeStartable(pg, childDir);
     return { lsn };
@@ -70,10 +70,10 @@ async function forkBtrfs(pg: PgInstall, source: ForkSource, childDir: string): P
   return lsn;
 }
 
-async function forkCopy(pg: PgInstall, source: ForkSource, childDir: string): Promise<string> {
+async function forkCopy(pg: PgInstall, source: ForkSource, childDir: string, long: Pick<LongRunOptions, 'signal' | 'onSpawn'>): Promise<string> {
   if (source.running) {
-    await run(
-      bin(pg, 'pg_basebackup'),
+    await runLong(
+      pgBin(pg, 'pg_basebackup'),
       [
         '-D', childDir,
         '-h', source.socketDir,
@@ -86,33 +86,33 @@ async function forkCopy(pg: PgInstall, source: ForkSource, childDir: string): Pr
         '--manifest-checksums=NONE',
         '-w',
       ],
-      { user: pg.user, timeoutMs: COPY_TIMEOUT_MS },
+      { user: pg.user, timeoutMs: COPY_TIMEOUT_MS, ...long },
     );
     // One syncfs instead of pg_basebackup's fsync of every file.
     await run('sync', ['-f', childDir]);
     return backupLsn(childDir);
   }
-  await copyTree(pg, source.dataDir, childDir);
+  await copyTree(pg, source.dataDir, childDir, long);
   await run('sync', ['-f', childDir]);
   return checkpointLsn(pg, childDir);
 }
 
 /** As the compute user, so the copy is owned by it whether or not we run as root. */
-async function copyTree(pg: PgInstall, from: string, to: string): Promise<void> {
+async function copyTree(pg: PgInstall, from: string, to: string, long: Pick<LongRunOptions, 'signal' | 'onSpawn'>): Promise<void> {
   try {
-    await run('cp', ['-a', '--reflink=auto', '--', from, to], { user: pg.user, timeoutMs: COPY_TIMEOUT_MS });
+    await runLong('cp', ['-a', '--reflink=auto', '--', from, to], { user: pg.user, timeoutMs: COPY_TIMEOUT_MS, ...long });
   } catch (err) {
     // A cp without reflink support (busybox, old coreutils) still makes a correct, slower copy.
     if (!(err instanceof CommandError) || !/reflink/.test(err.stderr)) throw err;
     await removeDataDir(to);
-    await run('cp', ['-a', '--', from, to], { user: pg.user, timeoutMs: COPY_TIMEOUT_MS });
+    await runLong('cp', ['-a', '--', from, to], { user: pg.user, timeoutMs: COPY_TIMEOUT_MS, ...long });
   }
 }
 
 /** The checkpoint a stopped cluster would start from; for a clean shutdown, its last record. */
 async function checkpointLsn(pg: PgInstall, dataDir: string): Promise<string> {
   // Debian's binaries are translated; the label is only stable in the C locale.
-  const { stdout } = await run(bin(pg, 'pg_controldata'), ['-D', dataDir], {
+  const { stdout } = await run(pgBin(pg, 'pg_controldata'), ['-D', dataDir], {
     user: pg.user,
     env: { LC_ALL: 'C', LANG: 'C', LANGUAGE: '' },
   });

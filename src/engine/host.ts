@@ -1,24 +1,17 @@
 import path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { HostLayout } from './layout';
-import { ensureOwnedDir, exists, writeFileAtomic } from './fs';
-import { detectDriver, createDataDir, removeDataDir, StorageDriver } from './storage';
-import {
-  PgInstall,
-  initCluster,
-  writeRuntimeConf,
-  writeHba,
-  startCluster,
-  stopCluster,
-  reloadCluster,
-  isRunning,
-  withSystemClient,
-  SYSTEM_ROLE,
-} from './cluster';
-import { forkDataDir } from './fork';
+import { ensureOwnedDir } from './fs';
+import { detectDriver, StorageDriver } from './storage';
+import { PgInstall, writeRuntimeConf, writeHba, startCluster, stopCluster, reloadCluster, isRunning } from './cluster';
 import { KeyedLock } from './keyedLock';
-import { CgroupLimiter, postgresPids } from './cgroups';
+import { CgroupLimiter } from './cgroups';
+import { postmasterPid, processTree } from './postmaster';
+import { BranchData } from './branchData';
+import { PortRegistry } from './portRegistry';
+import { bootstrapRoles, hasClientSessions } from './roles';
 import { pgSettingsForCu, resourceLimitsForCu } from '../domain/sizing';
+import type { LongRunOptions } from './exec';
 
 export interface EndpointSpec {
   endpointId: string;
@@ -26,79 +19,24 @@ export interface EndpointSpec {
   port: number;
   /** Size in compute units; sets Postgres memory settings and cgroup limits. */
   computeCu?: number;
+  /** Only to tag what the supervisor starts for it (a crash restart) with its project. */
+  projectId?: string;
 }
 
 const DEFAULT_CU = 0.25;
 
-/** Written last into a forked data dir; names its branch because a fork inherits its parent's. */
-const FORK_MARKER = '.lampion-fork';
-
-interface ForkMarker {
-  branchId: string;
-  parentBranchId: string;
-  driver: StorageDriver;
-  lsn: string;
-}
-
-async function readForkMarker(file: string): Promise<ForkMarker | undefined> {
-  try {
-    return JSON.parse(await fsp.readFile(file, 'utf8')) as ForkMarker;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
- * The postmaster and its descendants, as postgresPids finds them, but by following
- * /proc/<pid>/task/<pid>/children from the postmaster: a handful of reads instead of one per
- * process on the host (that scan took ~40 ms per compute start here, on the critical path of
- * every branch creation and wake-up). Falls back to postgresPids where the kernel has no
- * CONFIG_PROC_CHILDREN or anything about the pid file is unusual.
- */
-/** The postmaster's pid from its pid file, if the file names one (it may be stale). */
-async function readPostmasterPid(dataDir: string): Promise<number | undefined> {
-  const first = (await fsp.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0].trim();
-  return /^\d+$/.test(first) ? Number(first) : undefined;
-}
-
-async function computePids(dataDir: string): Promise<number[]> {
-  const postmaster = await readPostmasterPid(dataDir);
-  if (postmaster === undefined) return postgresPids(dataDir);
-  try {
-    // A stale pid file may name another process: the postmaster's cwd is its data directory.
-    if ((await fsp.readlink(`/proc/${postmaster}/cwd`)) !== (await fsp.realpath(dataDir))) return postgresPids(dataDir);
-  } catch {
-    return postgresPids(dataDir);
-  }
-  const out: number[] = [];
-  const queue = [postmaster];
-  while (queue.length) {
-    const pid = queue.shift()!;
-    if (out.includes(pid)) continue;
-    let children: string;
-    try {
-      // Postgres processes are single-threaded: the main thread's list is the process's.
-      children = await fsp.readFile(`/proc/${pid}/task/${pid}/children`, 'utf8');
-    } catch {
-      if (pid === postmaster) return postgresPids(dataDir);
-      continue; // exited meanwhile
-    }
-    out.push(pid);
-    queue.push(...children.split(/\s+/).filter(Boolean).map(Number));
-  }
-  return out;
-}
-
-/** The name users log in with; powerful inside its databases but not a superuser. */
-export const USER_ROLE = 'cloud_admin';
-
-/**
- * One machine's Postgres work: branch data dirs and the endpoints (postgres processes) serving
- * them. Usable without Temporal; activities are thin wrappers around it.
+ * One machine's Postgres work: the compute processes' lifecycle, over the branch data (see
+ * BranchData) and the host's ports (PortRegistry). Usable without Temporal and without the
+ * catalog; activities are thin wrappers around it.
  */
 export class HostEngine {
   /** Start, stop and resize of one branch's data dir never overlap (wake-on-connect vs activities). */
   private readonly computeLock = new KeyedLock();
+  readonly branches: BranchData;
+  readonly ports: PortRegistry;
+  /** Computes this host started and has not stopped since, by branch: what the supervisor watches. */
+  private readonly expected = new Map<string, EndpointSpec>();
 
   constructor(
     readonly layout: HostLayout,
@@ -106,7 +44,11 @@ export class HostEngine {
     readonly driverOverride?: StorageDriver,
     /** Per-endpoint CPU and memory limits; a no-op limiter where the host has no usable cgroups. */
     readonly limiter: CgroupLimiter = new CgroupLimiter({ version: 'none', writable: false, reason: 'not configured' }),
-  ) {}
+    portRange: { min: number; max: number } = { min: 56000, max: 56999 },
+  ) {
+    this.branches = new BranchData(layout, pg, () => this.driver());
+    this.ports = new PortRegistry(layout, portRange);
+  }
 
   async prepare(): Promise<void> {
     await fsp.mkdir(this.layout.dataDir, { recursive: true });
@@ -119,60 +61,21 @@ export class HostEngine {
     return detectDriver(this.layout.branchesDir, this.driverOverride);
   }
 
-  /** A fresh cluster for a root branch. Idempotent: a finished initdb is kept, a partial one redone. */
-  async createRootBranchData(branchId: string): Promise<{ driver: StorageDriver }> {
-    const dir = this.layout.branchDataDir(branchId);
-    const driver = await this.driver();
-    if (await exists(path.join(dir, '.lampion-initialized'))) return { driver };
-    await removeDataDir(dir);
-    await createDataDir(dir, driver, this.pg.user);
-    await initCluster(this.pg, dir);
-    await fsp.writeFile(path.join(dir, '.lampion-initialized'), '');
-    await ensureOwnedDir(this.layout.walArchiveDir(branchId), this.pg.user);
-    return { driver };
+  createRootBranchData(branchId: string): Promise<{ driver: StorageDriver }> {
+    return this.branches.createRoot(branchId);
   }
 
-  /**
-   * The child branch's data dir as a fork of the parent's, running or not. Idempotent: a finished
-   * fork is kept (same LSN), a partial one redone.
-   */
-  async forkBranchData(
+  forkBranchData(
     parentBranchId: string,
     childBranchId: string,
     parentEndpoint?: { endpointId: string; port: number },
+    long?: Pick<LongRunOptions, 'signal'>,
   ): Promise<{ driver: StorageDriver; lsn: string }> {
-    if (parentBranchId === childBranchId) throw new Error(`branch ${childBranchId} cannot be forked from itself`);
-    const dir = this.layout.branchDataDir(childBranchId);
-    const markerFile = path.join(dir, FORK_MARKER);
-    const done = await readForkMarker(markerFile);
-    if (done?.branchId === childBranchId) return { driver: done.driver, lsn: done.lsn };
-    await removeDataDir(dir);
-    const parentDir = this.layout.branchDataDir(parentBranchId);
-    const driver = await this.driver();
-    const running = await isRunning(this.pg, parentDir);
-    if (running && !parentEndpoint) {
-      throw new Error(`branch ${parentBranchId} is running: forking it needs its endpoint (id and port)`);
-    }
-    const { lsn } = await forkDataDir(
-      this.pg,
-      driver,
-      {
-        dataDir: parentDir,
-        running,
-        socketDir: parentEndpoint ? this.layout.socketDir(parentEndpoint.endpointId) : '',
-        port: parentEndpoint?.port ?? 0,
-      },
-      dir,
-    );
-    await ensureOwnedDir(this.layout.walArchiveDir(childBranchId), this.pg.user);
-    const marker: ForkMarker = { branchId: childBranchId, parentBranchId, driver, lsn };
-    await writeFileAtomic(markerFile, JSON.stringify(marker), this.pg.user);
-    return { driver, lsn };
+    return this.branches.fork(parentBranchId, childBranchId, parentEndpoint, long);
   }
 
-  async removeBranchData(branchId: string): Promise<void> {
-    await removeDataDir(this.layout.branchDataDir(branchId));
-    await fsp.rm(this.layout.walArchiveDir(branchId), { recursive: true, force: true });
+  removeBranchData(branchId: string): Promise<void> {
+    return this.branches.remove(branchId);
   }
 
   private runtimeSettings(spec: EndpointSpec) {
@@ -220,6 +123,7 @@ export class HostEngine {
       // would be 4x slower. The quota applies from the move just after.
       await startCluster(this.pg, dataDir, this.layout.endpointLogFile(spec.endpointId));
     }
+    this.expected.set(spec.branchId, spec);
     onReady();
     return this.applyLimits(spec);
   }
@@ -232,9 +136,9 @@ export class HostEngine {
     if (!this.limiter.enforced) return { limitsEnforced: false };
     const dataDir = this.layout.branchDataDir(spec.branchId);
     const limits = resourceLimitsForCu(spec.computeCu ?? DEFAULT_CU);
-    const postmaster = await readPostmasterPid(dataDir);
+    const postmaster = (await postmasterPid(dataDir))?.pid;
     await this.limiter.apply(spec.endpointId, postmaster ? [postmaster] : [], limits);
-    await this.limiter.move(spec.endpointId, (await computePids(dataDir)).filter((pid) => pid !== postmaster));
+    if (postmaster) await this.limiter.move(spec.endpointId, (await processTree(postmaster)).filter((pid) => pid !== postmaster));
     return { limitsEnforced: true };
   }
 
@@ -259,11 +163,13 @@ export class HostEngine {
 
   stopEndpoint(spec: Pick<EndpointSpec, 'branchId'> & { endpointId?: string }): Promise<void> {
     return this.computeLock.run(spec.branchId, async () => {
+      this.expected.delete(spec.branchId);
       await stopCluster(this.pg, this.layout.branchDataDir(spec.branchId));
       if (spec.endpointId) await this.limiter.remove(spec.endpointId);
     });
   }
 
+  /** The endpoint's log, socket and port record: removing them releases its port. */
   async removeEndpointFiles(endpointId: string): Promise<void> {
     await fsp.rm(this.layout.endpointDir(endpointId), { recursive: true, force: true });
     await fsp.rm(this.layout.socketDir(endpointId), { recursive: true, force: true });
@@ -274,68 +180,42 @@ export class HostEngine {
   }
 
   /**
-   * The user's role and the platform defaults of a new cluster. CREATEROLE is granted only when
-   * the guard module is loaded: on Postgres 15 a CREATEROLE role could otherwise grant itself
-   * pg_execute_server_program and reach the host shell.
+   * Computes this host started and nobody stopped whose postmaster is gone (killed, OOM, crashed):
+   * the supervisor restarts them. One in the middle of a start, stop or resize is left alone.
    */
+  async deadComputes(): Promise<EndpointSpec[]> {
+    const dead: EndpointSpec[] = [];
+    for (const spec of this.expected.values()) {
+      if (this.computeLock.busy(spec.branchId)) continue;
+      if (!(await this.endpointRunning(spec))) dead.push(spec);
+    }
+    return dead;
+  }
+
+  /** Whether a start, stop or resize of the branch's compute is under way here right now. */
+  computeBusy(branchId: string): boolean {
+    return this.computeLock.busy(branchId);
+  }
+
   async bootstrapRoles(spec: EndpointSpec, password: string): Promise<{ createRole: boolean }> {
     const createRole = Boolean(this.pg.guardLibrary);
-    await withSystemClient(this.layout.socketDir(spec.endpointId), spec.port, async (c) => {
-      const pw = c.escapeLiteral(password);
-      const attrs = `LOGIN CREATEDB ${createRole ? 'CREATEROLE' : 'NOCREATEROLE'} NOSUPERUSER NOREPLICATION NOBYPASSRLS`;
-      const existing = await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [USER_ROLE]);
-      const verb = existing.rowCount ? 'ALTER' : 'CREATE';
-      await c.query(`${verb} ROLE ${c.escapeIdentifier(USER_ROLE)} WITH ${attrs} PASSWORD ${pw}`);
-      await c.query(`GRANT pg_monitor, pg_signal_backend TO ${c.escapeIdentifier(USER_ROLE)}`);
-      await c.query(`ALTER DATABASE postgres OWNER TO ${c.escapeIdentifier(USER_ROLE)}`);
-      await c.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
-    });
+    await bootstrapRoles(this.layout.socketDir(spec.endpointId), spec.port, password, createRole);
     return { createRole };
   }
 
-  private asideDir(branchId: string) {
-    return `${this.layout.branchDataDir(branchId)}.aside`;
+  setBranchDataAside(branchId: string): Promise<void> {
+    return this.branches.setAside(branchId);
   }
 
-  /**
-   * Moves the branch's data dir and WAL archive out of the way (a rename, O(1) on any driver).
-   * The archive goes too: the old history does not apply to the fork that replaces it.
-   */
-  async setBranchDataAside(branchId: string): Promise<void> {
-    const dir = this.layout.branchDataDir(branchId);
-    const aside = this.asideDir(branchId);
-    if (!(await exists(aside)) && (await exists(dir))) await fsp.rename(dir, aside);
-    const wal = this.layout.walArchiveDir(branchId);
-    if (!(await exists(`${wal}.aside`)) && (await exists(wal))) await fsp.rename(wal, `${wal}.aside`);
+  restoreBranchDataAside(branchId: string): Promise<void> {
+    return this.branches.restoreAside(branchId);
   }
 
-  async restoreBranchDataAside(branchId: string): Promise<void> {
-    const aside = this.asideDir(branchId);
-    if (await exists(aside)) {
-      await removeDataDir(this.layout.branchDataDir(branchId));
-      await fsp.rename(aside, this.layout.branchDataDir(branchId));
-    }
-    const wal = this.layout.walArchiveDir(branchId);
-    if (await exists(`${wal}.aside`)) {
-      await fsp.rm(wal, { recursive: true, force: true });
-      await fsp.rename(`${wal}.aside`, wal);
-    }
+  dropBranchDataAside(branchId: string): Promise<void> {
+    return this.branches.dropAside(branchId);
   }
 
-  async dropBranchDataAside(branchId: string): Promise<void> {
-    await removeDataDir(this.asideDir(branchId));
-    await fsp.rm(`${this.layout.walArchiveDir(branchId)}.aside`, { recursive: true, force: true });
+  hasClientSessions(spec: EndpointSpec): Promise<boolean> {
+    return hasClientSessions(this.layout.socketDir(spec.endpointId), spec.port);
   }
-
-  /** User sessions on the compute (the platform's own are not counted). */
-  async hasClientSessions(spec: EndpointSpec): Promise<boolean> {
-    return withSystemClient(this.layout.socketDir(spec.endpointId), spec.port, async (c) => {
-      const r = await c.query(
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename IS DISTINCT FROM $1 AND pid <> pg_backend_pid()",
-        [SYSTEM_ROLE],
-      );
-      return r.rows[0].n > 0;
-    });
-  }
-
 }

@@ -5,13 +5,17 @@ import { sql } from 'kysely';
 import type { Db } from '../db';
 import { allowlistPermits } from '../domain/allowlist';
 import { ProxyRefusal, ProxyRoute } from '../proxy/server';
-import { startWorkflow } from '../temporal/start';
+import { startOperation } from '../operations/client';
+import { endpointResume, workflowIds, workflowType } from '../operations';
+import type { EndpointSpec } from '../engine/host';
+import { HOST_TIMEOUTS_MEMO, HostTimeouts } from '../domain/timeouts';
 
 export interface ResolverDeps {
   db: Db;
   temporal: Client;
   taskQueue: string;
   logger: Logger;
+  hostTimeouts: HostTimeouts;
   /**
    * The host worker running in this process, if any. A wake for one of its computes starts the
    * compute here, before the resume workflow, instead of waiting for the workflow's tasks and
@@ -20,9 +24,13 @@ export interface ResolverDeps {
   localHost?: {
     hostId: string;
     /** The host activity: resolves once the compute accepts connections. */
-    startEndpoint(endpointId: string): Promise<unknown>;
+    startEndpoint(spec: EndpointSpec): Promise<unknown>;
     /** The catalog activity the workflow records with; a state change is recorded only once. */
     setEndpointState(i: { endpointId: string; status: 'running'; event: 'resume'; detail?: unknown }): Promise<void>;
+    /** Whether the branch's postmaster is alive here: a dead one is woken like a suspended one. */
+    computeRunning(branchId: string): Promise<boolean>;
+    /** Records a crash restart the proxy did (compute history and Temporal), off the client's path. */
+    recordRestart(ep: { projectId: string; endpointId: string; branchId: string }): Promise<void>;
     /** The compute's unix socket file: this host's computes are relayed to over it. */
     socketFile(endpointId: string, port: number): string;
   };
@@ -34,7 +42,7 @@ const WAKE_ATTEMPTS = 3;
  * The proxy's view of the catalog: allowlist first (no byte reaches a compute from a refused
  * address), then wake-on-connect for suspended computes, then the route.
  */
-export function createEndpointResolver({ db, temporal, taskQueue, logger, localHost }: ResolverDeps) {
+export function createEndpointResolver({ db, temporal, taskQueue, logger, hostTimeouts, localHost }: ResolverDeps) {
   /**
    * Clients arriving together for one suspended endpoint share one resume. An entry lives until
    * the resume workflow has recorded the compute as running, so clients arriving meanwhile are
@@ -52,6 +60,7 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, localH
         'endpoints.branch_id',
         'endpoints.host_id',
         'endpoints.port',
+        'endpoints.compute_cu',
         'endpoints.status',
         'endpoints.allowlist',
         'branches.status as branch_status',
@@ -67,23 +76,20 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, localH
    * waited for it to end and the caller tries again.
    */
   async function claimResume(ep: Row): Promise<WorkflowHandle | undefined> {
-    const workflowId = `endpoint-state/${ep.id}`;
+    const workflowId = workflowIds.endpointState(ep.id);
     try {
-      return await startWorkflow(temporal, {
-        taskQueue,
-        workflowType: 'resumeEndpoint',
-        workflowId,
-        args: [{ endpointId: ep.id, branchId: ep.branch_id, hostId: ep.host_id }],
-        projectId: ep.project_id,
-        branchId: ep.branch_id,
-        kind: 'endpoint.resume',
-      });
+      return await startOperation(
+        temporal,
+        endpointResume,
+        { projectId: ep.project_id, endpointId: ep.id, branchId: ep.branch_id, hostId: ep.host_id },
+        { taskQueue, memo: { [HOST_TIMEOUTS_MEMO]: hostTimeouts } },
+      );
     } catch (err) {
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
     }
     const running = temporal.workflow.getHandle(workflowId);
     const { type } = await running.describe();
-    if (type === 'resumeEndpoint') return running;
+    if (type === workflowType(endpointResume)) return running;
     await running.result().catch(() => undefined);
     return undefined;
   }
@@ -111,7 +117,7 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, localH
       await resumeViaWorkflow(ep);
       return { recorded: Promise.resolve() };
     }
-    await localHost.startEndpoint(ep.id);
+    await localHost.startEndpoint({ endpointId: ep.id, branchId: ep.branch_id, port: ep.port!, computeCu: ep.compute_cu, projectId: ep.project_id });
     const recorded = (async () => {
       await localHost.setEndpointState({ endpointId: ep.id, status: 'running', event: 'resume', detail: { via: 'proxy' } });
       for (let attempt = 0; attempt < WAKE_ATTEMPTS; attempt++) {
@@ -172,6 +178,13 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, localH
         }
       } else if (ep.status !== 'running') {
         throw new ProxyRefusal(`endpoint "${endpointId}" is ${ep.status}, not accepting connections`, '57P03');
+      } else if (localHost?.hostId === ep.host_id && ep.branch_status === 'ready' && ep.port !== null && !(await localHost.computeRunning(ep.branch_id))) {
+        // Catalog says running, the postmaster is gone (killed, crashed): start it now rather than
+        // answer "compute unavailable" until the supervisor's next pass.
+        await localHost.startEndpoint({ endpointId: ep.id, branchId: ep.branch_id, port: ep.port, computeCu: ep.compute_cu, projectId: ep.project_id });
+        localHost
+          .recordRestart({ projectId: ep.project_id, endpointId: ep.id, branchId: ep.branch_id })
+          .catch((err) => logger.warn({ err, endpointId }, 'could not record a crash restart'));
       }
       // Suspend and resume keep the port (and no wake happens while a reset holds the branch).
       if (ep.port === null) throw new ProxyRefusal(`endpoint "${endpointId}" has no compute port`, '57P03');

@@ -26,6 +26,11 @@ import { startControlDb, ControlDb } from './controlDb';
 import { startTemporalServer, TemporalServer } from './temporalServer';
 import { createEndpointResolver } from './endpointResolver';
 import { createCatalogActivities } from '../activities/catalog';
+import { superviseComputes } from '../workers/supervisor';
+import { startOperation } from '../operations/client';
+import { endpointRestart } from '../operations/endpoints';
+import { HOST_TIMEOUTS_MEMO } from '../domain/timeouts';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 
 export interface Roles {
   api: boolean;
@@ -87,6 +92,7 @@ export class Stack {
   private temporalServer?: TemporalServer;
   private connection?: Connection;
   private workers?: RunningWorkers;
+  private supervisor?: { stop(): void };
   proxy?: ProxyServer;
   private server?: http.Server;
   private stopped = false;
@@ -163,7 +169,10 @@ export class Stack {
     this.temporal = client;
     await ensureNamespace(connection, c.temporalNamespace);
 
-    this.engine = new HostEngine(new HostLayout(c.dataDir), pg, c.storageDriver, this.roles.worker ? await CgroupLimiter.create() : undefined);
+    this.engine = new HostEngine(new HostLayout(c.dataDir), pg, c.storageDriver, this.roles.worker ? await CgroupLimiter.create() : undefined, {
+      min: c.computePortMin,
+      max: c.computePortMax,
+    });
     if (this.roles.worker) {
       if (!this.engine.limiter.enforced) this.logger.warn({ reason: this.engine.limiter.reason }, 'compute CPU and memory limits are not enforced on this host');
       await this.engine.prepare();
@@ -176,13 +185,20 @@ export class Stack {
         db: this.db,
         engine: this.engine,
         secretKey,
-        portRange: { min: c.computePortMin, max: c.computePortMax },
         faults: c.faultInjection,
         logger: this.logger.child({ component: 'worker' }),
         control: true,
         host: true,
       });
-      await ensureSchedules(this.temporal, c.controlTaskQueue, this.schedules, this.logger);
+      await ensureSchedules(this.temporal, c.controlTaskQueue, this.schedules, this.logger, c.hostTimeouts);
+      this.supervisor = superviseComputes({
+        engine: this.engine,
+        temporal: this.temporal,
+        taskQueue: c.controlTaskQueue,
+        hostId: c.hostId,
+        hostTimeouts: c.hostTimeouts,
+        logger: this.logger.child({ component: 'supervisor' }),
+      });
     }
 
     if (this.roles.proxy) {
@@ -199,11 +215,23 @@ export class Stack {
           temporal: this.temporal,
           taskQueue: c.controlTaskQueue,
           logger: this.logger.child({ component: 'proxy' }),
+          hostTimeouts: c.hostTimeouts,
           localHost: this.workers?.hostActivities && {
             hostId: c.hostId,
             startEndpoint: this.workers.hostActivities.startEndpoint,
             setEndpointState: createCatalogActivities({ db: this.db, secretKey }).setEndpointState,
             socketFile: (endpointId, port) => this.engine.layout.socketFile(endpointId, port),
+            computeRunning: (branchId) => this.engine.endpointRunning({ branchId }),
+            recordRestart: async (ep) => {
+              await startOperation(
+                this.temporal,
+                endpointRestart,
+                { ...ep, hostId: c.hostId, event: 'restart' },
+                { taskQueue: c.controlTaskQueue, memo: { [HOST_TIMEOUTS_MEMO]: c.hostTimeouts } },
+              ).catch((err) => {
+                if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+              });
+            },
           },
         }),
       });
@@ -277,23 +305,32 @@ export class Stack {
     };
   }
 
-  /** After a restart, bring back every compute this host should be running. */
+  /**
+   * After a restart, bring back every compute this host should be running: only endpoints whose
+   * branch and project are ready. A compute of a branch being created, reset or deleted belongs
+   * to that operation's workflow, which resumes on its own (starting one here raced a reset for
+   * its port and served a branch being deleted).
+   */
   private async reconcileEndpoints(): Promise<void> {
     const rows = await this.db
       .selectFrom('endpoints')
-      .select(['id', 'branch_id', 'port', 'compute_cu'])
-      .where('host_id', '=', this.config.hostId)
-      .where('status', '=', 'running')
+      .innerJoin('branches', 'branches.id', 'endpoints.branch_id')
+      .innerJoin('projects', 'projects.id', 'endpoints.project_id')
+      .select(['endpoints.id', 'endpoints.project_id', 'endpoints.branch_id', 'endpoints.port', 'endpoints.compute_cu', 'endpoints.status', 'branches.status as branch_status', 'projects.status as project_status'])
+      .where('endpoints.host_id', '=', this.config.hostId)
       .execute();
+    // Data dirs made before the host kept its own port record.
+    for (const r of rows) if (r.port !== null) await this.engine.ports.adopt(r.id, r.port);
     await Promise.all(
-      rows.map(async (r) => {
-        if (r.port === null) return;
-        try {
-          await this.engine.startEndpoint({ endpointId: r.id, branchId: r.branch_id, port: r.port, computeCu: r.compute_cu });
-        } catch (err) {
-          this.logger.error({ err, endpoint: r.id }, 'could not restart endpoint');
-        }
-      }),
+      rows
+        .filter((r) => r.status === 'running' && r.branch_status === 'ready' && r.project_status === 'ready' && r.port !== null)
+        .map(async (r) => {
+          try {
+            await this.engine.startEndpoint({ endpointId: r.id, branchId: r.branch_id, port: r.port!, computeCu: r.compute_cu, projectId: r.project_id });
+          } catch (err) {
+            this.logger.error({ err, endpoint: r.id }, 'could not restart endpoint');
+          }
+        }),
     );
   }
 
@@ -310,6 +347,7 @@ export class Stack {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.supervisor?.stop();
     if (this.server) {
       this.server.closeAllConnections?.();
       await new Promise((r) => this.server!.close(r));

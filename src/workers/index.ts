@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Db } from '../db';
 import type { HostEngine } from '../engine/host';
 import { createCatalogActivities } from '../activities/catalog';
-import { createHostActivities, HostActivities } from '../activities/host';
+import { createHostActivities, HostActivities, withHeartbeats } from '../activities/host';
 import { hostTaskQueue } from '../domain/queues';
 
 let bundle: Promise<{ code: string }> | undefined;
@@ -23,7 +23,6 @@ export interface WorkerOptions {
   db: Db;
   engine: HostEngine;
   secretKey: Buffer;
-  portRange: { min: number; max: number };
   faults: readonly string[];
   logger: Logger;
   /** Which workers this process runs. */
@@ -69,21 +68,19 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
   }
   let hostActivities: HostActivities | undefined;
   if (o.host) {
-    hostActivities = createHostActivities({
-      db: o.db,
-      engine: o.engine,
-      hostId: o.hostId,
-      secretKey: o.secretKey,
-      portRange: o.portRange,
-      faults: o.faults,
-      logger: o.logger,
-    });
+    hostActivities = createHostActivities({ engine: o.engine, hostId: o.hostId, secretKey: o.secretKey, faults: o.faults, logger: o.logger });
+    // A fork reports the bytes written into the child's data dir as it goes.
+    const progress = async (name: string, args: unknown[]) => {
+      const childBranchId = (args[0] as { childBranchId?: string } | undefined)?.childBranchId;
+      if ((name === 'forkBranchData' || name === 'provisionBranchCompute') && childBranchId) return { bytesDone: await o.engine.branches.bytes(childBranchId) };
+      return undefined;
+    };
     workers.push(
       await Worker.create({
         connection,
         namespace: o.namespace,
         taskQueue: hostTaskQueue(o.hostId),
-        activities: hostActivities,
+        activities: withHeartbeats(hostActivities, progress),
       }),
     );
   }

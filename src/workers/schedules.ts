@@ -1,28 +1,43 @@
 import { Client, ScheduleAlreadyRunning, ScheduleOverlapPolicy } from '@temporalio/client';
+import type { Workflow } from '@temporalio/common';
 import type { Logger } from 'pino';
+import { autoSuspendSweep, expireBranches, autoscaleSweep } from '../workflows/schedules';
+import { operationSearchAttributes, SWEEP_OPERATION } from '../temporal/searchAttributes';
+import { HOST_TIMEOUTS_MEMO, HostTimeouts } from '../domain/timeouts';
 
 export interface ScheduleSpec {
   id: string;
-  workflowType: string;
+  workflow: Workflow;
   everySeconds: number;
 }
 
 /** The periodic work of the control plane, visible and pausable in the Temporal UI. */
 export function lampionSchedules(prefix: string, intervals: { autoSuspend: number; ttl: number; autoscale: number }): ScheduleSpec[] {
   return [
-    { id: `${prefix}-auto-suspend`, workflowType: 'autoSuspendSweep', everySeconds: intervals.autoSuspend },
-    { id: `${prefix}-branch-ttl`, workflowType: 'expireBranches', everySeconds: intervals.ttl },
-    { id: `${prefix}-autoscale`, workflowType: 'autoscaleSweep', everySeconds: intervals.autoscale },
+    { id: `${prefix}-auto-suspend`, workflow: autoSuspendSweep, everySeconds: intervals.autoSuspend },
+    { id: `${prefix}-branch-ttl`, workflow: expireBranches, everySeconds: intervals.ttl },
+    { id: `${prefix}-autoscale`, workflow: autoscaleSweep, everySeconds: intervals.autoscale },
   ];
 }
 
-/** Creates each schedule, or brings an existing one to the configured interval. Idempotent. */
-export async function ensureSchedules(client: Client, taskQueue: string, specs: ScheduleSpec[], logger: Logger): Promise<void> {
+/**
+ * Creates each schedule, or brings an existing one to the configured interval. Idempotent. Sweep
+ * runs are tagged LampionOperation = "sweep", which the operators' saved query leaves out; what a
+ * sweep decides runs as its own operation, tagged with its project and branch.
+ */
+export async function ensureSchedules(client: Client, taskQueue: string, specs: ScheduleSpec[], logger: Logger, hostTimeouts: HostTimeouts): Promise<void> {
   for (const s of specs) {
     const options = {
       scheduleId: s.id,
       spec: { intervals: [{ every: s.everySeconds * 1000 }] },
-      action: { type: 'startWorkflow' as const, workflowType: s.workflowType, taskQueue, workflowExecutionTimeout: 10 * 60_000 },
+      action: {
+        type: 'startWorkflow' as const,
+        workflowType: s.workflow,
+        taskQueue,
+        workflowExecutionTimeout: 10 * 60_000,
+        typedSearchAttributes: operationSearchAttributes({ kind: SWEEP_OPERATION }),
+        memo: { [HOST_TIMEOUTS_MEMO]: hostTimeouts },
+      },
       policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: 60_000 },
     };
     try {

@@ -1,6 +1,7 @@
 import { catalog, host, Saga } from './common';
 import type { BranchRecordsInput } from '../activities/catalog';
 import type { SeedResult } from '../engine/seeds';
+import type { EndpointSpec } from '../engine/host';
 
 export interface CreateBranchInput extends BranchRecordsInput {
   operationId: string;
@@ -15,29 +16,47 @@ export interface BranchResult {
   seeds: SeedResult[];
 }
 
+/** The project's enabled seeds on the endpoint, as its user; skipped (no host round trip) when there are none. */
+async function runSeeds(saga: Saga, hostId: string, projectId: string, spec: EndpointSpec, passwordSealed: string, seedCount: number): Promise<SeedResult[]> {
+  if (seedCount === 0) return [];
+  return saga.run('seeds', async () => {
+    const seeds = await catalog.enabledSeeds(projectId);
+    return host(hostId).runSeeds({ spec, passwordSealed, seeds });
+  });
+}
+
 /** Fork the parent's data, start a compute on it, run the seeds; undo everything if a step fails. */
 export async function createBranch(input: CreateBranchInput): Promise<BranchResult> {
-  const saga = new Saga(['catalog', 'fork_and_start', 'seeds', 'finalize']);
+  const saga = new Saga(['catalog', 'fork_and_start', 'seeds', 'finalize'], input.operationId);
   const h = host(input.hostId);
   try {
-    // The port lives on the endpoint row: purging the catalog releases it.
-    const { seedCount } = await saga.runGuarded('catalog', () => catalog.createBranchRecords(input), () => catalog.purgeBranch(input.branchId));
-    const { port, driver, lsn } = await saga.runGuarded(
+    await saga.begin();
+    const { seedCount, computeCu, parentEndpoint, passwordSealed } = await saga.runGuarded('catalog', () => catalog.createBranchRecords(input), () =>
+      catalog.purgeBranch(input.branchId),
+    );
+    const { port, driver, lsn, limitsEnforced } = await saga.runGuarded(
       'fork_and_start',
-      () => h.provisionBranchCompute({ endpointId: input.endpointId, parentBranchId: input.parentBranchId, childBranchId: input.branchId }),
+      () =>
+        h.provisionBranchCompute({
+          endpointId: input.endpointId,
+          projectId: input.projectId,
+          parentBranchId: input.parentBranchId,
+          parentEndpoint,
+          childBranchId: input.branchId,
+          computeCu,
+        }),
       async () => {
         await h.stopEndpoint({ endpointId: input.endpointId, branchId: input.branchId });
         await h.removeEndpointFiles(input.endpointId);
         await h.removeBranchData(input.branchId);
       },
     );
-    const seeds = seedCount > 0 ? await saga.run('seeds', () => h.runSeeds(input.endpointId)) : [];
-    await saga.run('finalize', () => catalog.markBranchReady({ branchId: input.branchId, endpointId: input.endpointId, driver, lsn }));
-    const result = { branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn, seeds };
-    await catalog.finishOperation({ operationId: input.operationId, status: 'succeeded', step: 'done', result });
-    return result;
+    const spec = { endpointId: input.endpointId, branchId: input.branchId, port, computeCu, projectId: input.projectId };
+    const seeds = await runSeeds(saga, input.hostId, input.projectId, spec, passwordSealed, seedCount);
+    await saga.run('finalize', () => catalog.markBranchReady({ branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn, limitsEnforced }));
+    return await saga.succeed<BranchResult>({ branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn, seeds });
   } catch (err) {
-    return saga.fail(input.operationId, err);
+    return saga.fail(err);
   }
 }
 
@@ -55,35 +74,33 @@ export interface ResetBranchInput {
  * connection strings keep working. The old data stays aside until the new fork is serving.
  */
 export async function resetBranch(input: ResetBranchInput): Promise<BranchResult> {
-  const saga = new Saga(['mark_resetting', 'stop_compute', 'set_aside', 'fork', 'start_compute', 'seeds', 'finalize', 'cleanup']);
+  const saga = new Saga(['mark_resetting', 'stop_compute', 'set_aside', 'fork', 'start_compute', 'seeds', 'finalize', 'cleanup'], input.operationId);
   const h = host(input.hostId);
   const ep = { endpointId: input.endpointId, branchId: input.branchId };
   try {
+    await saga.begin();
+    const { spec, passwordSealed } = await catalog.endpointSpec(input.endpointId);
     await saga.run('mark_resetting', () => catalog.setBranchStatus({ branchId: input.branchId, status: 'resetting' }), () =>
       catalog.setBranchStatus({ branchId: input.branchId, status: 'ready' }),
     );
-    await saga.run('stop_compute', () => h.stopEndpoint(ep), () => h.startEndpoint(input.endpointId));
+    await saga.run('stop_compute', () => h.stopEndpoint(ep), () => h.startEndpoint(spec));
     await saga.run('set_aside', () => h.setBranchDataAside(input.branchId), () => h.restoreBranchDataAside(input.branchId));
-    const { driver, lsn } = await saga.runGuarded(
-      'fork',
-      () => h.forkBranchData({ parentBranchId: input.parentBranchId, childBranchId: input.branchId }),
-      () => h.removeBranchData(input.branchId),
-    );
-    const { port } = await saga.runGuarded('start_compute', () => h.startEndpoint(input.endpointId), () => h.stopEndpoint(ep));
+    const parent = await catalog.forkParent(input.parentBranchId);
+    const { driver, lsn } = await saga.runGuarded('fork', () => h.forkBranchData({ ...parent, childBranchId: input.branchId }), () => h.removeBranchData(input.branchId));
+    const { port, limitsEnforced } = await saga.runGuarded('start_compute', () => h.startEndpoint(spec), () => h.stopEndpoint(ep));
     const seedCount = await catalog.enabledSeedCount(input.projectId);
-    const seeds = seedCount > 0 ? await saga.run('seeds', () => h.runSeeds(input.endpointId)) : [];
-    await saga.run('finalize', () => catalog.markBranchReady({ branchId: input.branchId, endpointId: input.endpointId, driver, lsn }));
+    const seeds = await runSeeds(saga, input.hostId, input.projectId, spec, passwordSealed, seedCount);
+    await saga.run('finalize', () => catalog.markBranchReady({ branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn, limitsEnforced }));
     await saga.run('cleanup', () => h.dropBranchDataAside(input.branchId));
-    const result = { branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn, seeds };
-    await catalog.finishOperation({ operationId: input.operationId, status: 'succeeded', step: 'done', result });
-    return result;
+    return await saga.succeed<BranchResult>({ branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn, seeds });
   } catch (err) {
-    return saga.fail(input.operationId, err);
+    return saga.fail(err);
   }
 }
 
 export interface DeleteBranchInput {
   operationId: string;
+  projectId: string;
   branchId: string;
   endpointId: string;
   hostId: string;
@@ -91,9 +108,10 @@ export interface DeleteBranchInput {
 
 /** Stop the compute, remove the data, forget the branch. Safe to retry after a failure. */
 export async function deleteBranch(input: DeleteBranchInput): Promise<void> {
-  const saga = new Saga(['mark_deleting', 'stop_compute', 'remove_data', 'purge_catalog']);
+  const saga = new Saga(['mark_deleting', 'stop_compute', 'remove_data', 'purge_catalog'], input.operationId);
   const h = host(input.hostId);
   try {
+    await saga.begin();
     await saga.run('mark_deleting', () => catalog.setBranchStatus({ branchId: input.branchId, status: 'deleting' }));
     await saga.run('stop_compute', async () => {
       await h.stopEndpoint({ endpointId: input.endpointId, branchId: input.branchId });
@@ -101,8 +119,8 @@ export async function deleteBranch(input: DeleteBranchInput): Promise<void> {
     });
     await saga.run('remove_data', () => h.removeBranchData(input.branchId));
     await saga.run('purge_catalog', () => catalog.purgeBranch(input.branchId));
-    await catalog.finishOperation({ operationId: input.operationId, status: 'succeeded', step: 'done' });
+    await saga.succeed(undefined);
   } catch (err) {
-    return saga.fail(input.operationId, err);
+    return saga.fail(err);
   }
 }

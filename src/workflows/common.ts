@@ -1,20 +1,11 @@
-import {
-  proxyActivities,
-  proxyLocalActivities,
-  CancellationScope,
-  setHandler,
-  ActivityFailure,
-  ApplicationFailure,
-  ChildWorkflowFailure,
-  log,
-} from '@temporalio/workflow';
+import { proxyActivities, proxyLocalActivities, CancellationScope, setHandler, workflowInfo, log } from '@temporalio/workflow';
+import type { RetryPolicy } from '@temporalio/common';
 import type { CatalogActivities } from '../activities/catalog';
 import type { HostActivities } from '../activities/host';
 import { hostTaskQueue } from '../domain/queues';
+import { NON_RETRYABLE_FAILURES, rootFailure } from '../operations/failures';
+import { DEFAULT_HOST_TIMEOUTS, HostTimeouts, HOST_TIMEOUTS_MEMO } from '../domain/timeouts';
 import { progressQuery } from './queries';
-
-
-const NON_RETRYABLE = ['NotFound', 'NoPort', 'NoFreePort', 'InjectedFault', 'Invalid', 'Conflict', 'SeedFailed'];
 
 /**
  * Catalog work is short database I/O on the control worker itself: local activities run inside
@@ -22,28 +13,34 @@ const NON_RETRYABLE = ['NotFound', 'NoPort', 'NoFreePort', 'InjectedFault', 'Inv
  */
 export const catalog = proxyLocalActivities<CatalogActivities>({
   startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE },
+  retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
 });
 
-/** Engine activities go to the worker of the host that holds the data. */
+/** Set by whoever starts the workflow (memo), so a deployment's or a test's timeouts apply. */
+export function hostTimeouts(): HostTimeouts {
+  const memo = workflowInfo().memo?.[HOST_TIMEOUTS_MEMO] as Partial<HostTimeouts> | undefined;
+  return { ...DEFAULT_HOST_TIMEOUTS, ...memo };
+}
+
+/**
+ * Engine activities go to the worker of the host that holds the data. Every host activity
+ * heartbeats, so a dead worker is noticed within the heartbeat timeout instead of the
+ * start-to-close; long ones (forks by copy, later backups and restores) have no practical
+ * start-to-close at all and are bounded by their heartbeats alone.
+ */
 export function host(hostId: string) {
-  return proxyActivities<HostActivities>({
-    taskQueue: hostTaskQueue(hostId),
-    startToCloseTimeout: '5 minutes',
-    scheduleToStartTimeout: '10 minutes',
-    retry: { initialInterval: '500 ms', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
-  });
+  const t = hostTimeouts();
+  const retry: RetryPolicy = { initialInterval: '500 ms', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES };
+  const common = { taskQueue: hostTaskQueue(hostId), scheduleToStartTimeout: '10 minutes' as const, heartbeatTimeout: t.heartbeatSeconds * 1000, retry };
+  const short = proxyActivities<HostActivities>({ ...common, startToCloseTimeout: t.shortSeconds * 1000 });
+  const long = proxyActivities<HostActivities>({ ...common, startToCloseTimeout: t.longSeconds * 1000 });
+  const longWork = new Set<string>(['forkBranchData', 'provisionBranchCompute']);
+  // Activity proxies are Proxies (nothing to spread): pick per name.
+  return new Proxy(short, { get: (_, name: string) => (longWork.has(name) ? long : short)[name as keyof typeof short] });
 }
 
 /** The error as an operation reports it: the failing activity's own type and message. */
-export function describeFailure(err: unknown): { type?: string; message: string; details?: unknown } {
-  let e: unknown = err;
-  while ((e instanceof ActivityFailure || e instanceof ChildWorkflowFailure) && e.cause) e = e.cause;
-  if (e instanceof ApplicationFailure) {
-    return { type: e.type ?? undefined, message: e.message, ...(e.details?.length ? { details: e.details[0] } : {}) };
-  }
-  return { message: e instanceof Error ? e.message : String(e) };
-}
+export const describeFailure = rootFailure;
 
 /**
  * A saga: run steps in order, remember how to undo each that succeeded, and on failure undo
@@ -53,7 +50,11 @@ export class Saga {
   private readonly undo: { name: string; fn: () => Promise<unknown> }[] = [];
   private current = 'starting';
 
-  constructor(readonly steps: string[]) {
+  constructor(
+    readonly steps: string[],
+    /** The operations row this run reports to; sweeps' own runs have none. */
+    readonly operationId?: string,
+  ) {
     setHandler(progressQuery, () => ({ step: this.current, steps: this.steps }));
   }
 
@@ -75,14 +76,25 @@ export class Saga {
     return fn();
   }
 
+  /** Records the run on its operation (its run id, for progress from the right run). */
+  async begin(): Promise<void> {
+    if (this.operationId) await catalog.attachOperationRun({ operationId: this.operationId, runId: workflowInfo().runId });
+  }
+
+  /** The tail of every saga that succeeded: the operation records its result. */
+  async succeed<T>(result: T): Promise<T> {
+    this.current = 'done';
+    if (this.operationId) await catalog.finishOperation({ operationId: this.operationId, status: 'succeeded', step: 'done', result });
+    return result;
+  }
+
   /** Runs compensations, records the failed operation, rethrows: the tail of every saga's catch. */
-  async fail(operationId: string | undefined, err: unknown): Promise<never> {
+  async fail(err: unknown): Promise<never> {
     const failedStep = this.current;
     await this.compensate();
-    if (operationId) {
-      await CancellationScope.nonCancellable(() =>
-        catalog.finishOperation({ operationId, status: 'failed', step: failedStep, error: describeFailure(err) }),
-      );
+    if (this.operationId) {
+      const operationId = this.operationId;
+      await CancellationScope.nonCancellable(() => catalog.finishOperation({ operationId, status: 'failed', step: failedStep, error: rootFailure(err) }));
     }
     throw err;
   }

@@ -2,42 +2,54 @@ import { catalog, host, Saga } from './common';
 
 export interface EndpointStateInput {
   operationId?: string;
+  projectId: string;
   endpointId: string;
   branchId: string;
   hostId: string;
+  /** resume (default) or restart: a compute that died under a running endpoint. */
+  event?: 'resume' | 'restart';
 }
 
 /**
- * Scale to zero: a clean stop. Suspend and resume of one endpoint share the workflow id
- * endpoint-state/<id>, so they never run at the same time.
+ * Scale to zero: a clean stop. Suspend, resume and resize of one endpoint share a workflow id
+ * (operations/endpoints.ts), so they never run at the same time.
  */
 export async function suspendEndpoint(input: EndpointStateInput): Promise<void> {
-  const saga = new Saga(['stop_compute', 'record']);
+  const saga = new Saga(['stop_compute', 'record'], input.operationId);
   const h = host(input.hostId);
   try {
+    await saga.begin();
     await saga.run('stop_compute', () => h.stopEndpoint({ endpointId: input.endpointId, branchId: input.branchId }));
     await saga.run('record', () => catalog.setEndpointState({ endpointId: input.endpointId, status: 'suspended', event: 'suspend' }));
-    if (input.operationId) await catalog.finishOperation({ operationId: input.operationId, status: 'succeeded', step: 'done' });
+    await saga.succeed(undefined);
   } catch (err) {
-    return saga.fail(input.operationId, err);
+    return saga.fail(err);
   }
 }
 
 export async function resumeEndpoint(input: EndpointStateInput): Promise<void> {
-  const saga = new Saga(['start_compute', 'record']);
+  const saga = new Saga(['start_compute', 'record'], input.operationId);
   const h = host(input.hostId);
   try {
-    await saga.run('start_compute', () => h.startEndpoint(input.endpointId));
-    await saga.run('record', () => catalog.setEndpointState({ endpointId: input.endpointId, status: 'running', event: 'resume' }));
-    if (input.operationId) await catalog.finishOperation({ operationId: input.operationId, status: 'succeeded', step: 'done' });
+    await saga.begin();
+    const { spec } = await catalog.endpointSpec(input.endpointId);
+    const { limitsEnforced } = await saga.run('start_compute', () => h.startEndpoint(spec));
+    await saga.run('record', async () => {
+      if (input.event === 'restart') await catalog.recordComputeEvent({ endpointId: input.endpointId, event: 'restart', detail: { reason: 'the compute had stopped; started again with crash recovery' } });
+      else await catalog.setEndpointState({ endpointId: input.endpointId, status: 'running', event: 'resume' });
+      await catalog.recordLimits({ endpointId: input.endpointId, limitsEnforced });
+    });
+    await saga.succeed(undefined);
   } catch (err) {
-    return saga.fail(input.operationId, err);
+    return saga.fail(err);
   }
 }
 
 export interface ResizeEndpointInput {
   operationId?: string;
+  projectId: string;
   endpointId: string;
+  branchId: string;
   hostId: string;
   computeCu: number;
   /** api | autoscale: recorded in compute history. */
@@ -47,15 +59,20 @@ export interface ResizeEndpointInput {
 
 /** A new size: catalog first (the compute reads its size from there), then the running compute. */
 export async function resizeEndpoint(input: ResizeEndpointInput): Promise<{ limitsEnforced: boolean }> {
-  const saga = new Saga(['record', 'apply']);
+  const saga = new Saga(['record', 'apply'], input.operationId);
   try {
+    await saga.begin();
     await saga.run('record', () =>
       catalog.setEndpointSize({ endpointId: input.endpointId, computeCu: input.computeCu, detail: { reason: input.reason, from_cu: input.fromCu ?? null, to_cu: input.computeCu } }),
     );
-    const r = await saga.run('apply', () => host(input.hostId).resizeEndpoint(input.endpointId));
-    if (input.operationId) await catalog.finishOperation({ operationId: input.operationId, status: 'succeeded', step: 'done', result: r });
-    return r;
+    const r = await saga.run('apply', async () => {
+      const { spec } = await catalog.endpointSpec(input.endpointId);
+      const applied = await host(input.hostId).resizeEndpoint(spec);
+      await catalog.recordLimits({ endpointId: input.endpointId, limitsEnforced: applied.limitsEnforced });
+      return applied;
+    });
+    return await saga.succeed(r);
   } catch (err) {
-    return saga.fail(input.operationId, err);
+    return saga.fail(err);
   }
 }

@@ -16,35 +16,42 @@ export interface CreateProjectResult {
 
 /** Catalog rows, a fresh cluster on the primary branch, its endpoint running, the user role. */
 export async function createProject(input: CreateProjectInput): Promise<CreateProjectResult> {
-  const saga = new Saga(['catalog', 'reserve_port', 'init_cluster', 'start_compute', 'bootstrap_roles', 'finalize']);
+  const saga = new Saga(['catalog', 'reserve_port', 'init_cluster', 'start_compute', 'bootstrap_roles', 'finalize'], input.operationId);
   const h = host(input.hostId);
   try {
+    await saga.begin();
     await saga.runGuarded('catalog', () => catalog.createProjectRecords(input), () => catalog.purgeProject(input.projectId));
-    // The port lives on the endpoint row: purging the catalog releases it.
-    const port = await saga.run('reserve_port', () => h.reservePort(input.endpointId));
-    const { driver } = await saga.runGuarded('init_cluster', () => h.createRootBranchData(input.branchId), () =>
-      h.removeBranchData(input.branchId),
+    // The host owns its ports: the catalog records the one it gave, and removing the endpoint's
+    // files on the host releases it.
+    const port = await saga.runGuarded(
+      'reserve_port',
+      async () => {
+        const p = await h.reservePort(input.endpointId);
+        await catalog.recordEndpointPort({ endpointId: input.endpointId, port: p });
+        return p;
+      },
+      () => h.removeEndpointFiles(input.endpointId),
     );
-    await saga.runGuarded('start_compute', () => h.startEndpoint(input.endpointId), async () => {
+    const { driver } = await saga.runGuarded('init_cluster', () => h.createRootBranchData(input.branchId), () => h.removeBranchData(input.branchId));
+    const { spec, passwordSealed } = await catalog.endpointSpec(input.endpointId);
+    const { limitsEnforced } = await saga.runGuarded('start_compute', () => h.startEndpoint(spec), async () => {
       await h.stopEndpoint({ endpointId: input.endpointId, branchId: input.branchId });
       await h.removeEndpointFiles(input.endpointId);
     });
-    const { createRole } = await saga.run('bootstrap_roles', () => h.bootstrapEndpoint(input.endpointId));
+    const { createRole } = await saga.run('bootstrap_roles', () => h.bootstrapEndpoint({ spec, passwordSealed }));
     await saga.run('finalize', () =>
-      catalog.markProjectReady({ projectId: input.projectId, branchId: input.branchId, endpointId: input.endpointId, driver }),
+      catalog.markProjectReady({ projectId: input.projectId, branchId: input.branchId, endpointId: input.endpointId, driver, limitsEnforced }),
     );
-    const result: CreateProjectResult = {
+    return await saga.succeed<CreateProjectResult>({
       projectId: input.projectId,
       branchId: input.branchId,
       endpointId: input.endpointId,
       port,
       driver,
       userCanCreateRoles: createRole,
-    };
-    await catalog.finishOperation({ operationId: input.operationId, status: 'succeeded', step: 'done', result });
-    return result;
+    });
   } catch (err) {
-    return saga.fail(input.operationId, err);
+    return saga.fail(err);
   }
 }
 
@@ -55,8 +62,9 @@ export interface DeleteProjectInput {
 
 /** Stop every compute, remove every data dir, then forget the project. Safe to retry. */
 export async function deleteProject(input: DeleteProjectInput): Promise<void> {
-  const saga = new Saga(['mark_deleting', 'stop_computes', 'remove_data', 'purge_catalog']);
+  const saga = new Saga(['mark_deleting', 'stop_computes', 'remove_data', 'purge_catalog'], input.operationId);
   try {
+    await saga.begin();
     const endpoints = await saga.run('mark_deleting', () => catalog.markProjectDeleting(input.projectId));
     await saga.run('stop_computes', () =>
       Promise.all(
@@ -69,8 +77,8 @@ export async function deleteProject(input: DeleteProjectInput): Promise<void> {
     const branches = await catalog.listProjectBranches(input.projectId);
     await saga.run('remove_data', () => Promise.all(branches.map((b) => host(b.hostId).removeBranchData(b.branchId))));
     await saga.run('purge_catalog', () => catalog.purgeProject(input.projectId));
-    await catalog.finishOperation({ operationId: input.operationId, status: 'succeeded', step: 'done' });
+    await saga.succeed(undefined);
   } catch (err) {
-    return saga.fail(input.operationId, err);
+    return saga.fail(err);
   }
 }

@@ -1,45 +1,23 @@
-import { startChild, uuid4, WorkflowIdReusePolicy, ParentClosePolicy, log } from '@temporalio/workflow';
 import { catalog, host } from './common';
-import { suspendEndpoint, resizeEndpoint } from './endpoints';
+import { startDecidedOperation } from './start';
 import { autoscaleDecision } from '../domain/sizing';
-import { deleteBranch } from './branches';
+import { endpointAutoSuspend, endpointAutoscale } from '../operations/endpoints';
+import { branchExpire } from '../operations/branches';
 
-/** Child workflows the sweeps start outlive the sweep and are serialized by their resource id. */
-const childOptions = {
-  parentClosePolicy: ParentClosePolicy.ABANDON,
-  workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-};
-
-async function startOnce(start: () => Promise<unknown>, what: string): Promise<boolean> {
-  try {
-    await start();
-    return true;
-  } catch (err) {
-    // Another operation holds the resource (e.g. a resume in flight): the next sweep retries.
-    log.info('skipped', { what, error: String(err) });
-    return false;
-  }
-}
-
-/** Run by a Schedule: suspend computes idle for longer than their auto_suspend_seconds. */
+/**
+ * Run by a Schedule: suspend computes idle for longer than their auto_suspend_seconds. Each
+ * suspend is its own operation; a run that finds nothing is a sweep run only (see README).
+ */
 export async function autoSuspendSweep(): Promise<{ suspended: string[] }> {
   const idle = await catalog.findIdleEndpoints();
   const suspended: string[] = [];
   for (const ep of idle) {
-    if (await host(ep.hostId).endpointHasClients(ep.endpointId)) {
-      await catalog.touchEndpoint(ep.endpointId);
+    if (await host(ep.hostId).endpointHasClients(ep.spec)) {
+      await catalog.touchEndpoint(ep.spec.endpointId);
       continue;
     }
-    const ok = await startOnce(
-      () =>
-        startChild(suspendEndpoint, {
-          ...childOptions,
-          workflowId: `endpoint-state/${ep.endpointId}`,
-          args: [{ endpointId: ep.endpointId, branchId: ep.branchId, hostId: ep.hostId }],
-        }),
-      ep.endpointId,
-    );
-    if (ok) suspended.push(ep.endpointId);
+    const input = { projectId: ep.projectId, endpointId: ep.spec.endpointId, branchId: ep.spec.branchId, hostId: ep.hostId };
+    if (await startDecidedOperation(endpointAutoSuspend, input, ep)) suspended.push(ep.spec.endpointId);
   }
   return { suspended };
 }
@@ -51,20 +29,8 @@ export async function expireBranches(): Promise<{ deleted: string[] }> {
   for (const b of expired) {
     const placement = await catalog.branchPlacement(b.branchId);
     if (!placement) continue;
-    const operationId = `op-ttl${uuid4().replace(/-/g, '').slice(0, 12)}`;
-    const workflowId = `branch/${b.branchId}`;
-    await catalog.openOperation({ operationId, orgId: b.orgId, projectId: b.projectId, kind: 'branch.expire', workflowId });
-    const ok = await startOnce(
-      () =>
-        startChild(deleteBranch, {
-          ...childOptions,
-          workflowId,
-          args: [{ operationId, branchId: b.branchId, endpointId: placement.endpointId, hostId: placement.hostId }],
-        }),
-      b.branchId,
-    );
-    if (ok) deleted.push(b.branchId);
-    else await catalog.finishOperation({ operationId, status: 'failed', step: 'queued', error: { message: 'another operation holds the branch' } });
+    const input = { projectId: b.projectId, branchId: b.branchId, endpointId: placement.endpointId, hostId: placement.hostId };
+    if (await startDecidedOperation(branchExpire, input, b)) deleted.push(b.branchId);
   }
   return { deleted };
 }
@@ -74,20 +40,13 @@ export async function autoscaleSweep(): Promise<{ resized: { endpointId: string;
   const candidates = await catalog.findAutoscaledEndpoints();
   const resized: { endpointId: string; from: number; to: number }[] = [];
   for (const ep of candidates) {
-    const sample = await host(ep.hostId).sampleCpu(ep.endpointId);
+    const { cpuSeconds } = await host(ep.hostId).sampleCpu(ep.endpointId);
+    const sample = await catalog.recordCpuSample({ endpointId: ep.endpointId, cpuSeconds });
     if (sample.utilization === null) continue; // first sample, or limits not enforced here
     const next = autoscaleDecision({ currentCu: sample.computeCu, minCu: ep.minCu, maxCu: ep.maxCu, cpuUtilization: sample.utilization });
     if (next === sample.computeCu) continue;
-    const ok = await startOnce(
-      () =>
-        startChild(resizeEndpoint, {
-          ...childOptions,
-          workflowId: `endpoint-state/${ep.endpointId}`,
-          args: [{ endpointId: ep.endpointId, hostId: ep.hostId, computeCu: next, fromCu: sample.computeCu, reason: 'autoscale' }],
-        }),
-      ep.endpointId,
-    );
-    if (ok) resized.push({ endpointId: ep.endpointId, from: sample.computeCu, to: next });
+    const input = { projectId: ep.projectId, endpointId: ep.endpointId, branchId: ep.branchId, hostId: ep.hostId, computeCu: next, fromCu: sample.computeCu, reason: 'autoscale' };
+    if (await startDecidedOperation(endpointAutoscale, input, ep)) resized.push({ endpointId: ep.endpointId, from: sample.computeCu, to: next });
   }
   return { resized };
 }

@@ -4,26 +4,11 @@ import { z } from 'zod';
 import { defineRoute } from '../route';
 import type { ApiDeps } from '../deps';
 import { notFound } from '../errors';
-import { idPattern } from '../../domain/ids';
-import { liveProgress, operationView } from '../operations';
-import { pagination } from '../pagination';
-import { projectIdParam } from './projects';
-
-const operation = z
-  .object({
-    id: z.string(),
-    project_id: z.string(),
-    kind: z.string(),
-    status: z.enum(['running', 'succeeded', 'failed']),
-    step: z.string().nullable(),
-    steps: z.array(z.string()).optional(),
-    error: z.unknown(),
-    result: z.unknown(),
-    workflow_id: z.string(),
-    created_at: z.string(),
-    updated_at: z.string(),
-  })
-  .openapi('Operation');
+import { liveProgress } from '../operationRunner';
+import { answerPage, pagination } from '../pagination';
+import { operationParams, projectIdParam } from '../params';
+import { operationSchema, operationView } from '../views/operations';
+import { countOperations, findOperation, listOperations, projectKnownToOrg } from '../../db/queries/operations';
 
 /**
  * Operations are scoped by their own org_id, not through the project: a create's operation is
@@ -38,19 +23,13 @@ export function registerOperationRoutes(router: Router, registry: OpenAPIRegistr
     action: 'operation.read',
     params: projectIdParam,
     query: pagination,
-    responses: { 200: { description: 'Operations', schema: z.array(operation) } },
+    responses: { 200: { description: 'Operations', schema: z.array(operationSchema) } },
     handler: async (ctx, { params, query, auth }) => {
-      const rows = await deps.db
-        .selectFrom('operations')
-        .selectAll()
-        .where('project_id', '=', params.project_id)
-        .where('org_id', '=', auth.orgId)
-        .orderBy('created_at', 'desc')
-        .orderBy('id')
-        .limit(query.limit)
-        .offset(query.offset)
-        .execute();
-      ctx.body = await Promise.all(rows.map(async (op) => operationView(op, await liveProgress(deps, op))));
+      // Like every other route: a project the org never had is not found, not an empty list.
+      if (!(await projectKnownToOrg(deps.db, auth.orgId, params.project_id))) throw notFound('project', params.project_id);
+      const rows = await listOperations(deps.db, auth.orgId, params.project_id, query);
+      const views = await Promise.all(rows.map(async (op) => operationView(op, await liveProgress(deps, op))));
+      answerPage(ctx, await countOperations(deps.db, auth.orgId, params.project_id), views);
     },
   });
 
@@ -60,16 +39,10 @@ export function registerOperationRoutes(router: Router, registry: OpenAPIRegistr
     summary: 'Get an operation: status, current step, error',
     tags: ['Operations'],
     action: 'operation.read',
-    params: projectIdParam.extend({ operation_id: z.string().regex(idPattern('operation'), 'not an operation id') }),
-    responses: { 200: { description: 'The operation', schema: operation } },
+    params: operationParams,
+    responses: { 200: { description: 'The operation', schema: operationSchema } },
     handler: async (ctx, { params, auth }) => {
-      const op = await deps.db
-        .selectFrom('operations')
-        .selectAll()
-        .where('id', '=', params.operation_id)
-        .where('project_id', '=', params.project_id)
-        .where('org_id', '=', auth.orgId)
-        .executeTakeFirst();
+      const op = await findOperation(deps.db, auth.orgId, params.project_id, params.operation_id);
       if (!op) throw notFound('operation', params.operation_id);
       ctx.body = operationView(op, await liveProgress(deps, op));
     },

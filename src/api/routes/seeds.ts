@@ -5,32 +5,22 @@ import { z } from 'zod';
 import { defineRoute } from '../route';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
-import { findProject, projectIdParam } from './projects';
-import { idPattern, newId } from '../../domain/ids';
+import { projectIdParam, seedParams } from '../params';
+import { requireProject } from '../lookup';
+import { nonEmptyPatch } from '../pagination';
+import { seedSchema, seedView as view } from '../views/seeds';
+import { findSeed, listSeeds } from '../../db/queries/seeds';
+import { newId } from '../../domain/ids';
+import { resourceName } from '../../domain/names';
 import { validateSql } from '../../domain/sql';
-import type { SeedRow } from '../../db';
 
 export const MAX_SEEDS_PER_PROJECT = 10;
 
-const seedParams = projectIdParam.extend({ seed_id: z.string().regex(idPattern('seed'), 'not a seed id') });
-const seedName = z.string().trim().min(1, 'must not be empty').max(64, 'must be at most 64 characters');
-const seedSql = z.string().max(1_000_000, 'must be at most 1 MB');
-
-const seedSchema = z
-  .object({ id: z.string(), name: z.string(), sql: z.string(), position: z.number(), enabled: z.boolean(), created_at: z.string(), updated_at: z.string() })
-  .openapi('Seed');
-
-function view(s: SeedRow) {
-  return {
-    id: s.id,
-    name: s.name,
-    sql: s.sql,
-    position: s.position,
-    enabled: s.enabled,
-    created_at: new Date(s.created_at).toISOString(),
-    updated_at: new Date(s.updated_at).toISOString(),
-  };
-}
+const seedName = resourceName();
+const seedSql = z
+  .string()
+  .max(1_000_000, 'must be at most 1 MB')
+  .refine((t) => !t.includes('\u0000'), { message: 'must not contain NUL bytes' });
 
 /** SQL is parsed when saved, so a typo fails here, not on the next branch. */
 async function assertParses(text: string): Promise<void> {
@@ -43,9 +33,9 @@ async function assertParses(text: string): Promise<void> {
 }
 
 export function registerSeedRoutes(router: Router, registry: OpenAPIRegistry, deps: ApiDeps) {
-  const list = (projectId: string) => deps.db.selectFrom('seeds').selectAll().where('project_id', '=', projectId).orderBy('position').execute();
+  const list = (projectId: string) => listSeeds(deps.db, projectId);
   const find = async (projectId: string, seedId: string) => {
-    const s = await deps.db.selectFrom('seeds').selectAll().where('project_id', '=', projectId).where('id', '=', seedId).executeTakeFirst();
+    const s = await findSeed(deps.db, projectId, seedId);
     if (!s) throw notFound('seed', seedId);
     return s;
   };
@@ -59,7 +49,7 @@ export function registerSeedRoutes(router: Router, registry: OpenAPIRegistry, de
     params: projectIdParam,
     responses: { 200: { description: 'Seeds', schema: z.array(seedSchema) } },
     handler: async (ctx, { params, auth }) => {
-      await findProject(deps, auth, params.project_id);
+      await requireProject(deps, auth, params.project_id);
       ctx.body = (await list(params.project_id)).map(view);
     },
   });
@@ -74,7 +64,7 @@ export function registerSeedRoutes(router: Router, registry: OpenAPIRegistry, de
     body: z.object({ name: seedName, sql: seedSql, enabled: z.boolean().default(true) }).strict(),
     responses: { 201: { description: 'Created', schema: seedSchema }, 409: { description: 'Limit reached' } },
     handler: async (ctx, { params, body, auth }) => {
-      await findProject(deps, auth, params.project_id);
+      await requireProject(deps, auth, params.project_id);
       await assertParses(body.sql);
       const id = newId('seed');
       await deps.db.transaction().execute(async (tx) => {
@@ -101,13 +91,10 @@ export function registerSeedRoutes(router: Router, registry: OpenAPIRegistry, de
     tags: ['Seeds'],
     action: 'seed.write',
     params: seedParams,
-    body: z
-      .object({ name: seedName.optional(), sql: seedSql.optional(), enabled: z.boolean().optional() })
-      .strict()
-      .refine((b) => Object.keys(b).length > 0, { message: 'nothing to update' }),
+    body: nonEmptyPatch(z.object({ name: seedName.optional(), sql: seedSql.optional(), enabled: z.boolean().optional() })),
     responses: { 200: { description: 'The seed', schema: seedSchema } },
     handler: async (ctx, { params, body, auth }) => {
-      await findProject(deps, auth, params.project_id);
+      await requireProject(deps, auth, params.project_id);
       await find(params.project_id, params.seed_id);
       if (body.sql !== undefined) await assertParses(body.sql);
       await deps.db
@@ -129,7 +116,7 @@ export function registerSeedRoutes(router: Router, registry: OpenAPIRegistry, de
     params: seedParams,
     responses: { 204: { description: 'Deleted' } },
     handler: async (ctx, { params, auth }) => {
-      await findProject(deps, auth, params.project_id);
+      await requireProject(deps, auth, params.project_id);
       const s = await find(params.project_id, params.seed_id);
       await deps.db.transaction().execute(async (tx) => {
         await tx.deleteFrom('seeds').where('id', '=', s.id).execute();
@@ -154,7 +141,7 @@ export function registerSeedRoutes(router: Router, registry: OpenAPIRegistry, de
     body: z.object({ order: z.array(z.string()).max(MAX_SEEDS_PER_PROJECT * 2) }).strict(),
     responses: { 200: { description: 'New positions', schema: z.array(z.object({ id: z.string(), position: z.number() })) } },
     handler: async (ctx, { params, body, auth }) => {
-      await findProject(deps, auth, params.project_id);
+      await requireProject(deps, auth, params.project_id);
       const current = new Set((await list(params.project_id)).map((s) => s.id));
       const given = new Set(body.order);
       const missing = [...current].filter((id) => !given.has(id));

@@ -1,0 +1,9 @@
+import { z } from 'zod';
+import { ENDPOINT_ID_RE, idPattern } from '../domain/ids';
+
+/** Path parameters shared by every route: one schema per id, so one message per id everywhere. */
+export const projectIdParam = z.object({ project_id: z.string().regex(idPattern('project'), 'not a project id') });
+export const branchParams = projectIdParam.extend({ branch_id: z.string().regex(idPattern('branch'), 'not a branch id') });
+export const endpointParams = projectIdParam.extend({ endpoint_id: z.string().regex(ENDPOINT_ID_RE, 'not an endpoint id') });
+export const seedParams = projectIdParam.extend({ seed_id: z.string().regex(idPattern('seed'), 'not a seed id') });
+export const operationParams = projectIdParam.extend({ operation_id: z.string().regex(idPattern('operation'), 'not an operation id') });

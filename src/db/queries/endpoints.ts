@@ -1,0 +1,40 @@
+import { sql } from 'kysely';
+import type { Db, EndpointRow } from '..';
+
+/** The org's endpoint in the project, or undefined. */
+export function findEndpoint(db: Db, orgId: string, projectId: string, endpointId: string): Promise<EndpointRow | undefined> {
+  return db
+    .selectFrom('endpoints')
+    .innerJoin('projects', 'projects.id', 'endpoints.project_id')
+    .selectAll('endpoints')
+    .where('endpoints.id', '=', endpointId)
+    .where('endpoints.project_id', '=', projectId)
+    .where('projects.org_id', '=', orgId)
+    .executeTakeFirst();
+}
+
+export function listEndpoints(db: Db, projectId: string, page: { limit: number; offset: number }): Promise<EndpointRow[]> {
+  return db.selectFrom('endpoints').selectAll().where('project_id', '=', projectId).orderBy('created_at').orderBy('id').limit(page.limit).offset(page.offset).execute();
+}
+
+export async function countEndpoints(db: Db, projectId: string): Promise<number> {
+  const r = await db.selectFrom('endpoints').select(sql<number>`count(*)::int`.as('n')).where('project_id', '=', projectId).executeTakeFirstOrThrow();
+  return r.n;
+}
+
+/** An endpoint by id alone: for shaping the answer of an operation the caller already scoped. */
+export function endpointById(db: Db, endpointId: string): Promise<EndpointRow | undefined> {
+  return db.selectFrom('endpoints').selectAll().where('id', '=', endpointId).executeTakeFirst();
+}
+
+export async function updateEndpointSettings(db: Db, endpointId: string, s: { autoSuspendSeconds: number; minCu: number | null; maxCu: number | null }): Promise<void> {
+  await db
+    .updateTable('endpoints')
+    .set({ auto_suspend_seconds: s.autoSuspendSeconds, min_cu: s.minCu, max_cu: s.maxCu, updated_at: sql`now()` })
+    .where('id', '=', endpointId)
+    .execute();
+}
+
+export async function setAllowlist(db: Db, endpointId: string, entries: string[]): Promise<void> {
+  await db.updateTable('endpoints').set({ allowlist: JSON.stringify(entries), updated_at: sql`now()` }).where('id', '=', endpointId).execute();
+}

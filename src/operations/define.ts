@@ -1,0 +1,42 @@
+import type { Workflow } from '@temporalio/common';
+
+/**
+ * One operation the platform runs as a workflow: the function, the id that makes one such
+ * operation per resource run at a time, the kind operators filter by (LampionOperation), and
+ * where it is tagged. Pure data, importable by the API, the proxy and workflows alike.
+ */
+export interface OperationDef<I, R> {
+  /** e.g. branch.reset; the LampionOperation search attribute and operations.kind. */
+  kind: string;
+  workflow: (input: I) => Promise<R>;
+  workflowId: (input: I) => string;
+  projectId: (input: I) => string;
+  branchId?: (input: I) => string | undefined;
+  /**
+   * Operations this one waits behind (within the API's wait) instead of answering 409 when they
+   * hold its workflow id: a suspend right after a wake-on-connect meets the wake still recording.
+   */
+  queueBehind?: readonly OperationDef<any, any>[];
+}
+
+export type InputOf<D> = D extends OperationDef<infer I, any> ? I : never;
+export type ResultOf<D> = D extends OperationDef<any, infer R> ? R : never;
+
+export function defineOperation<I, R>(def: OperationDef<I, R>): OperationDef<I, R> {
+  return def;
+}
+
+/** The workflow type name Temporal records, which is the function's name. */
+export function workflowType(def: OperationDef<any, any>): string {
+  return (def.workflow as Workflow).name;
+}
+
+/** Workflow ids: a resource and the family of operations that must not overlap on it. */
+export const workflowIds = {
+  projectCreate: (projectId: string) => `project-create/${projectId}`,
+  projectDelete: (projectId: string) => `project-delete/${projectId}`,
+  /** Create, reset, delete and expiry of one branch share it: one at a time. */
+  branch: (branchId: string) => `branch/${branchId}`,
+  /** Suspend, resume and resize of one endpoint share it. */
+  endpointState: (endpointId: string) => `endpoint-state/${endpointId}`,
+} as const;

@@ -1,0 +1,5 @@
+// The table of operations: route → operation entry → workflow → activities → engine.
+export * from './define';
+export * from './projects';
+export * from './branches';
+export * from './endpoints';
