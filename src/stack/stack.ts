@@ -26,6 +26,8 @@ import { startControlDb, ControlDb } from './controlDb';
 import { startTemporalServer, TemporalServer } from './temporalServer';
 import { createEndpointResolver } from './endpointResolver';
 import { createCatalogActivities } from '../activities/catalog';
+import { mountCowVolume, unmountCowVolume } from './cowVolume';
+import type { CowVolume } from '../engine/cowVolume';
 
 export interface Roles {
   api: boolean;
@@ -89,6 +91,7 @@ export class Stack {
   private workers?: RunningWorkers;
   proxy?: ProxyServer;
   private server?: http.Server;
+  private cowVolume?: CowVolume;
   private stopped = false;
 
   private constructor(
@@ -129,6 +132,8 @@ export class Stack {
     if (this.roles.api) await assertPortFree(c.apiPort, 'LAMPION_API_PORT', listenHost);
     if (this.roles.proxy) await assertPortFree(c.proxyPort, 'LAMPION_PROXY_PORT', listenHost);
     fs.mkdirSync(c.dataDir, { recursive: true });
+    // Before anything touches branch data: it may live on a btrfs image mounted here.
+    if (this.roles.worker) this.cowVolume = await mountCowVolume(c, this.logger);
     const guard = c.guardLibrary ?? defaultGuardLibrary();
     const pg: PgInstall = {
       binDir: c.pgBinDir,
@@ -321,5 +326,6 @@ export class Stack {
     await this.db?.destroy().catch(() => undefined);
     await this.temporalServer?.stop();
     await this.controlDb?.stop();
+    await unmountCowVolume(this.cowVolume, this.logger);
   }
 }
