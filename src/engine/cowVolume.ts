@@ -97,6 +97,8 @@ export class CowVolume {
 
     const probe = fs.existsSync(mnt) ? mnt : this.layout.dataDir;
     const fsType = await filesystemType(fs.existsSync(probe) ? probe : '/');
+    // stat -f names ext4 "ext2/ext3".
+    const fsName = fsType === 'ext2/ext3' ? 'ext2/3/4' : fsType;
     if (fsType === 'btrfs') {
       if (!(imageExists && isMountpoint(mnt))) return { state: 'native' };
       // Left mounted by a run that did not stop cleanly: use it as it is.
@@ -106,12 +108,12 @@ export class CowVolume {
     }
 
     if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
-      return this.unavailable(`${mnt} is on ${fsType}, not btrfs, and mounting a btrfs image needs root (running as uid ${process.getuid?.() ?? '?'})`);
+      return this.unavailable(`${mnt} is on ${fsName}, not btrfs, and mounting a btrfs image needs root (running as uid ${process.getuid?.() ?? '?'})`);
     }
     const entries = fs.existsSync(mnt) && !isMountpoint(mnt) ? fs.readdirSync(mnt) : [];
     if (entries.length > 0) {
       return this.unavailable(
-        `${mnt} already holds ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} (copy-driver branch data from an earlier start) on ${fsType}, and a btrfs image mounted over it would hide them`,
+        `${mnt} already holds ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} (copy-driver branch data from an earlier start) on ${fsName}, and a btrfs image mounted over it would hide them`,
         'for copy-on-write branches start with a new, empty LAMPION_DATA_DIR, or put the data dir on a btrfs filesystem',
       );
     }
