@@ -74,12 +74,20 @@ fi
 cd "$ROOT"
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm dependencies (npm ci)"
-  if ! npm ci --no-audit --no-fund --loglevel=error >&2; then
-    # A registry mirror that lacks some other platform's optional binaries (e.g. @swc/core-darwin-*)
-    # leaves them out of the lock file, and npm ci then refuses the lock; npm install follows the
-    # lock for everything it has and writes nothing back with --no-save.
-    say "npm ci refused the lock file; installing with npm install --no-save instead"
-    npm install --no-save --no-audit --no-fund --loglevel=error >&2 || die "npm install failed"
+  # npm's output goes to a log, shown only when the install fails for good.
+  npm_log="${TMPDIR:-/tmp}/lampion-npm-install.$(id -u).log"
+  if ! npm ci --no-audit --no-fund --loglevel=error >"$npm_log" 2>&1; then
+    # A lock file written against a registry mirror that lacks some other platform's optional
+    # binaries (e.g. @swc/core-darwin-*) leaves them out, and npm ci then refuses the lock; npm
+    # install follows the lock for everything it has and writes nothing back with --no-save.
+    missing="$(grep -c 'Missing: .* from lock file' "$npm_log" || true)"
+    if [ "${missing:-0}" -gt 0 ]; then why="the lock file lacks $missing optional packages of other platforms"
+    else why="$(grep -m1 -v '^npm error *$' "$npm_log" | sed 's/^npm error //' | cut -c1-160)"; fi
+    say "npm ci refused ($why); installing with npm install --no-save instead (npm ci output: $npm_log)"
+    if ! npm install --no-save --no-audit --no-fund --loglevel=error >>"$npm_log" 2>&1; then
+      cat "$npm_log" >&2
+      die "npm install failed too (output above, kept in $npm_log)"
+    fi
   fi
 fi
 if [ "${LAMPION_SKIP_BUILD:-}" != 1 ]; then

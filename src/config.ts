@@ -38,6 +38,15 @@ export const envSchema = z.object({
     .default('local'),
   LAMPION_TASK_QUEUE: z.string().min(1).default('lampion-control'),
   LAMPION_STORAGE_DRIVER: z.enum(['auto', 'btrfs', 'copy']).default('auto'),
+  // `true` under `npm start` (src/cli/start.ts); stacks embedded in tests and benches leave it off.
+  LAMPION_AUTO_BTRFS: z
+    .enum(['true', 'false', '1', '0'])
+    .default('false')
+    .transform((v) => v === 'true' || v === '1'),
+  LAMPION_BTRFS_IMAGE_SIZE: z
+    .string()
+    .regex(/^[1-9][0-9]*[KMGT]?$/, 'must be a size such as 16G or 512M')
+    .default('16G'),
   LAMPION_GUARD_LIBRARY: optionalString,
   LAMPION_AUTO_SUSPEND_SWEEP_SECONDS: z.coerce.number().int().min(1).max(3600).default(15),
   LAMPION_TTL_SWEEP_SECONDS: z.coerce.number().int().min(1).max(86400).default(60),
@@ -93,6 +102,10 @@ export interface Config {
   hostId: string;
   controlTaskQueue: string;
   storageDriver?: 'btrfs' | 'copy';
+  /** Mount a btrfs image at the branches dir when it is not on btrfs (src/stack/cowVolume.ts). */
+  autoBtrfs: boolean;
+  /** Apparent size of that image when it is created (sparse). */
+  btrfsImageSize: string;
   /** lampion_guard.so; default: dist/pg/lampion_guard.so when it was built. */
   guardLibrary?: string;
   regions: string[];
@@ -146,6 +159,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     hostId: e.LAMPION_HOST_ID,
     controlTaskQueue: e.LAMPION_TASK_QUEUE,
     storageDriver: e.LAMPION_STORAGE_DRIVER === 'auto' ? undefined : e.LAMPION_STORAGE_DRIVER,
+    autoBtrfs: e.LAMPION_AUTO_BTRFS,
+    btrfsImageSize: e.LAMPION_BTRFS_IMAGE_SIZE,
     guardLibrary: e.LAMPION_GUARD_LIBRARY,
     sweeps: { autoSuspend: e.LAMPION_AUTO_SUSPEND_SWEEP_SECONDS, ttl: e.LAMPION_TTL_SWEEP_SECONDS, autoscale: e.LAMPION_AUTOSCALE_SWEEP_SECONDS },
     regions: e.LAMPION_REGIONS.length ? e.LAMPION_REGIONS : ['local'],

@@ -15,7 +15,8 @@ function parseRoles(argv: string[]): Roles {
 }
 
 async function main() {
-  const config = loadConfig();
+  // The single-machine start puts branch data on copy-on-write storage unless told not to.
+  const config = loadConfig({ LAMPION_AUTO_BTRFS: 'true', ...process.env });
   const roles = parseRoles(process.argv.slice(2));
   const stack = await Stack.start(config, roles);
   const lines = ['', 'Lampion is running. Ctrl-C stops everything.'];

@@ -31,6 +31,8 @@ import { startOperation } from '../operations/client';
 import { endpointRestart } from '../operations/endpoints';
 import { HOST_TIMEOUTS_MEMO } from '../domain/timeouts';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { mountCowVolume, unmountCowVolume } from './cowVolume';
+import type { CowVolume } from '../engine/cowVolume';
 
 export interface Roles {
   api: boolean;
@@ -95,6 +97,7 @@ export class Stack {
   private supervisor?: { stop(): void };
   proxy?: ProxyServer;
   private server?: http.Server;
+  private cowVolume?: CowVolume;
   private stopped = false;
 
   private constructor(
@@ -135,6 +138,8 @@ export class Stack {
     if (this.roles.api) await assertPortFree(c.apiPort, 'LAMPION_API_PORT', listenHost);
     if (this.roles.proxy) await assertPortFree(c.proxyPort, 'LAMPION_PROXY_PORT', listenHost);
     fs.mkdirSync(c.dataDir, { recursive: true });
+    // Before anything touches branch data: it may live on a btrfs image mounted here.
+    if (this.roles.worker) this.cowVolume = await mountCowVolume(c, this.logger);
     const guard = c.guardLibrary ?? defaultGuardLibrary();
     const pg: PgInstall = {
       binDir: c.pgBinDir,
@@ -359,5 +364,6 @@ export class Stack {
     await this.db?.destroy().catch(() => undefined);
     await this.temporalServer?.stop();
     await this.controlDb?.stop();
+    await unmountCowVolume(this.cowVolume, this.logger);
   }
 }
