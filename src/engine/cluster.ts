@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { Client } from 'pg';
 import { run, OsUser, CommandError } from './exec';
 import { writeFileAtomic } from './fs';
-import { postmasterPid, postmasterStatus } from './postmaster';
+import { postmasterPid, postmasterStatus, processEnded } from './postmaster';
 
 /** Where the Postgres binaries are and who runs them. */
 export interface PgInstall {
@@ -139,6 +139,8 @@ export async function startCluster(pg: PgInstall, dataDir: string, logFile: stri
   };
   // A lock file left by a crashed postmaster is replaced by the new one; don't mistake it.
   const stalePid = (await postmasterStatus(dataDir))?.pid;
+  // A killed postmaster that is still a zombie would make the new one refuse its lock file.
+  if (stalePid !== undefined && (await processEnded(stalePid))) await fsp.rm(path.join(dataDir, 'postmaster.pid'), { force: true });
   try {
     await run(pgBin(pg, 'pg_ctl'), ['start', '-W', '-s', '-D', dataDir, '-l', logFile], { user: pg.user, timeoutMs: 30_000 });
   } catch (err) {

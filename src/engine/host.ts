@@ -6,7 +6,7 @@ import { detectDriver, StorageDriver } from './storage';
 import { PgInstall, writeRuntimeConf, writeHba, startCluster, stopCluster, reloadCluster, isRunning } from './cluster';
 import { KeyedLock } from './keyedLock';
 import { CgroupLimiter } from './cgroups';
-import { postmasterPid, processTree } from './postmaster';
+import { clearStaleSocketLock, postmasterPid, processTree } from './postmaster';
 import { BranchData } from './branchData';
 import { PortRegistry } from './portRegistry';
 import { bootstrapRoles, hasClientSessions } from './roles';
@@ -117,6 +117,7 @@ export class HostEngine {
       await ensureOwnedDir(this.layout.endpointDir(spec.endpointId), this.pg.user);
       await fsp.mkdir(path.dirname(socketDir), { recursive: true });
       await ensureOwnedDir(socketDir, this.pg.user);
+      await clearStaleSocketLock(socketDir, spec.port);
       await ensureOwnedDir(this.layout.walArchiveDir(spec.branchId), this.pg.user);
       await writeRuntimeConf(this.pg, dataDir, this.runtimeSettings(spec));
       // Outside its groups, the start has the host's CPUs: recovery under a 0.25 vCPU quota

@@ -19,6 +19,18 @@ export async function postmasterPid(dataDir: string): Promise<{ pid: number; ver
   }
 }
 
+/**
+ * Whether a pid names a process that has ended: gone, or a zombie its parent has not reaped yet.
+ * A killed postmaster is re-parented to the host's init, which may reap late; postgres's own
+ * lock-file check (kill(pid, 0)) counts a zombie as alive and refuses to start.
+ */
+export async function processEnded(pid: number): Promise<boolean> {
+  const stat = await fsp.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (stat === undefined) return true;
+  const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  return state === 'Z' || state === 'X';
+}
+
 /** Line 8 of postmaster.pid: the postmaster's status ("ready" once it accepts connections). */
 export async function postmasterStatus(dataDir: string): Promise<{ pid: number; status: string } | undefined> {
   const lines = (await fsp.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n');
@@ -85,4 +97,16 @@ async function scanTree(root: number): Promise<number[]> {
 export async function postgresPids(dataDir: string): Promise<number[]> {
   const pm = await postmasterPid(dataDir);
   return pm ? processTree(pm.pid) : [];
+}
+
+/**
+ * The socket lock a killed postmaster leaves (.s.PGSQL.<port>.lock names its pid): removed, with
+ * the socket, when that pid has ended, for the same reason as a stale postmaster.pid.
+ */
+export async function clearStaleSocketLock(socketDir: string, port: number): Promise<void> {
+  const lock = path.join(socketDir, `.s.PGSQL.${port}.lock`);
+  const pid = Number((await fsp.readFile(lock, 'utf8').catch(() => '')).split('\n')[0]);
+  if (!(pid > 0) || !(await processEnded(pid))) return;
+  await fsp.rm(lock, { force: true });
+  await fsp.rm(path.join(socketDir, `.s.PGSQL.${port}`), { force: true });
 }
