@@ -54,7 +54,9 @@ export default async function globalSetup() {
   fs.chmodSync(root, 0o711);
   const pgOsUser = process.env.LAMPION_PG_OS_USER ?? (process.getuid?.() === 0 ? 'lampion' : undefined);
   const pg = { binDir: process.env.LAMPION_PG_BINDIR ?? '/usr/lib/postgresql/15/bin', user: resolveOsUser(pgOsUser) };
-  const [controlPort, temporalPort] = [await freePort(25432), await freePort(27233)];
+  // A random start: suites of several checkouts on one machine race for the first free port.
+  const jitter = () => Math.floor(Math.random() * 400);
+  const [controlPort, temporalPort] = [await freePort(25432 + jitter()), await freePort(27233 + jitter())];
   const [control, temporal] = await Promise.all([
     startControlDb(pg, path.join(root, 'shared'), controlPort),
     startTemporalServer({ bin: temporalBin(), port: temporalPort, uiPort: 0, dataDir: path.join(root, 'shared'), namespace: 'lampion', headless: true }),

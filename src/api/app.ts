@@ -3,7 +3,7 @@ import Router from '@koa/router';
 import { bodyParser } from '@koa/bodyparser';
 import { randomUUID } from 'node:crypto';
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
-import { ApiError } from './errors';
+import { ApiError, temporalUnavailable } from './errors';
 import type { ApiDeps } from './deps';
 import { registerProjectRoutes } from './routes/projects';
 import { registerOperationRoutes } from './routes/operations';
@@ -62,11 +62,13 @@ export function createApp(deps: ApiDeps): Koa {
         throw new ApiError(404, 'not_found', `no route for ${ctx.method} ${ctx.path}`);
       }
     } catch (err) {
+      const unavailable = err instanceof ApiError ? undefined : temporalUnavailable(err);
       const e =
         err instanceof ApiError
           ? err
-          : new ApiError(500, 'internal', 'internal error; the request id identifies it in the logs', undefined);
-      if (!(err instanceof ApiError)) ctx.state.log?.error({ err }, 'unhandled error');
+          : unavailable ?? new ApiError(500, 'internal', 'internal error; the request id identifies it in the logs', undefined);
+      if (unavailable) ctx.state.log?.warn({ err: (err as Error).message }, 'temporal unavailable');
+      else if (!(err instanceof ApiError)) ctx.state.log?.error({ err }, 'unhandled error');
       for (const [k, v] of Object.entries(e.headers ?? {})) ctx.set(k, v);
       ctx.status = e.status;
       ctx.body = { error: { code: e.code, message: e.message, ...(e.details === undefined ? {} : { details: e.details }), request_id: ctx.state.requestId } };

@@ -18,12 +18,13 @@ import type { ApiDeps } from '../api/deps';
 import { ProxyServer } from '../proxy/server';
 import { loadOrCreateTls } from '../proxy/tls';
 import { connectClient, ensureNamespace } from '../temporal/connect';
+import { setAvailability } from '../operations/client';
 import { startWorkers, RunningWorkers } from '../workers';
 import { deleteSchedules, ensureSchedules, lampionSchedules } from '../workers/schedules';
 import { CgroupLimiter } from '../engine/cgroups';
 import { loadSecretKey } from './secretKey';
 import { startControlDb, ControlDb } from './controlDb';
-import { startTemporalServer, TemporalServer } from './temporalServer';
+import { startTemporalServer, stopLeftoverServer, TemporalServer } from './temporalServer';
 import { createEndpointResolver } from './endpointResolver';
 import { createCatalogActivities } from '../activities/catalog';
 import { superviseComputes } from '../workers/supervisor';
@@ -71,6 +72,9 @@ function installGuardLibrary(source: string, dataDir: string): string {
   }
   return target;
 }
+
+/** Below /health's own bound per probe (1.3 s), so a down Temporal reads as its gRPC error. */
+const PROBE_DEADLINE_MS = 1000;
 
 async function assertPortFree(port: number, variable: string, host: string): Promise<void> {
   if (port !== 0 && !(await isPortFree(port, host))) {
@@ -158,6 +162,10 @@ export class Stack {
 
     if (!c.temporalAddress) {
       if (!c.temporalBin) throw new ConfigError('LAMPION_TEMPORAL_BIN is not set and TEMPORAL_ADDRESS is empty: run through `npm start`, which installs the Temporal CLI');
+      // A server an earlier run of this data dir left behind (killed before it could stop it)
+      // is stopped first: its port is not "in use" by anyone else, and it must not share the db.
+      const temporalLog = this.logger.child({ component: 'temporal' });
+      await stopLeftoverServer(c.dataDir, temporalLog);
       await assertPortFree(c.temporalPort, 'LAMPION_TEMPORAL_PORT', '127.0.0.1');
       await assertPortFree(c.temporalUiPort, 'LAMPION_TEMPORAL_UI_PORT', '127.0.0.1');
       this.temporalServer = await startTemporalServer({
@@ -166,12 +174,15 @@ export class Stack {
         uiPort: c.temporalUiPort,
         dataDir: c.dataDir,
         namespace: c.temporalNamespace,
+        logger: temporalLog,
       });
     }
     this.temporalAddress = c.temporalAddress ?? this.temporalServer!.address;
     const { connection, client } = await connectClient(this.temporalAddress, c.temporalNamespace);
     this.connection = connection;
     this.temporal = client;
+    const embedded = this.temporalServer;
+    if (embedded) setAvailability(client, () => (embedded.up() ? undefined : 'embedded Temporal is restarting'));
     await ensureNamespace(connection, c.temporalNamespace);
 
     this.engine = new HostEngine(new HostLayout(c.dataDir), pg, c.storageDriver, this.roles.worker ? await CgroupLimiter.create() : undefined, {
@@ -281,16 +292,20 @@ export class Stack {
         await sql`select 1`.execute(this.db);
         return { status: 'ok', detail: this.controlDb ? 'embedded' : 'external' };
       },
+      // A deadline, or the client retries an unreachable Temporal for about 20 s.
       temporal: async () => {
-        await this.connection!.workflowService.getSystemInfo({});
-        return { status: 'ok', detail: this.temporalAddress };
+        if (this.temporalServer && !this.temporalServer.up()) return { status: 'down', detail: 'embedded Temporal is restarting' };
+        await this.connection!.withDeadline(Date.now() + PROBE_DEADLINE_MS, () => this.connection!.workflowService.getSystemInfo({}));
+        return { status: 'ok', detail: this.temporalServer ? `${this.temporalAddress} (embedded)` : this.temporalAddress };
       },
       worker: async () => {
-        const res = await this.connection!.workflowService.describeTaskQueue({
-          namespace: c.temporalNamespace,
-          taskQueue: { name: c.controlTaskQueue },
-          taskQueueType: 1, // WORKFLOW
-        });
+        const res = await this.connection!.withDeadline(Date.now() + PROBE_DEADLINE_MS, () =>
+          this.connection!.workflowService.describeTaskQueue({
+            namespace: c.temporalNamespace,
+            taskQueue: { name: c.controlTaskQueue },
+            taskQueueType: 1, // WORKFLOW
+          }),
+        );
         const pollers = res.pollers?.length ?? 0;
         return pollers > 0 ? { status: 'ok', detail: `${pollers} poller(s) on ${c.controlTaskQueue}` } : { status: 'down', detail: `no worker polls ${c.controlTaskQueue}` };
       },
@@ -360,10 +375,12 @@ export class Stack {
     await this.proxy?.stop().catch(() => undefined);
     await this.workers?.shutdown().catch(() => undefined);
     if (this.roles.worker && this.db && this.engine) await this.stopHostComputes().catch(() => undefined);
-    await this.connection?.close().catch(() => undefined);
     await this.db?.destroy().catch(() => undefined);
     await this.temporalServer?.stop();
     await this.controlDb?.stop();
+    // Last: a call still in flight (an operation's result() long poll) retries when Temporal goes
+    // away, and a retry that fires on a closed channel throws from a timer (uncaught).
+    await this.connection?.close().catch(() => undefined);
     await unmountCowVolume(this.cowVolume, this.logger);
   }
 }

@@ -54,17 +54,11 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
   }
   // The runtime must exist before the first native connection.
   const connection = await NativeConnection.connect({ address: o.temporalAddress });
-  const workers: Worker[] = [];
+  const factories: (() => Promise<Worker>)[] = [];
   if (o.control) {
-    workers.push(
-      await Worker.create({
-        connection,
-        namespace: o.namespace,
-        taskQueue: o.controlTaskQueue,
-        workflowBundle: await workflowBundle(),
-        activities: createCatalogActivities({ db: o.db, secretKey: o.secretKey, faults: o.faults }),
-      }),
-    );
+    const activities = createCatalogActivities({ db: o.db, secretKey: o.secretKey, faults: o.faults });
+    const workflowCode = await workflowBundle();
+    factories.push(() => Worker.create({ connection, namespace: o.namespace, taskQueue: o.controlTaskQueue, workflowBundle: workflowCode, activities }));
   }
   let hostActivities: HostActivities | undefined;
   if (o.host) {
@@ -75,24 +69,49 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
       if ((name === 'forkBranchData' || name === 'provisionBranchCompute') && childBranchId) return { bytesDone: await o.engine.branches.bytes(childBranchId) };
       return undefined;
     };
-    workers.push(
-      await Worker.create({
-        connection,
-        namespace: o.namespace,
-        taskQueue: hostTaskQueue(o.hostId),
-        activities: withHeartbeats(hostActivities, progress),
-      }),
-    );
+    const activities = withHeartbeats(hostActivities, progress);
+    factories.push(() => Worker.create({ connection, namespace: o.namespace, taskQueue: hostTaskQueue(o.hostId), activities }));
   }
-  const runs = workers.map((w) =>
-    w.run().catch((err) => {
-      o.logger.error({ err }, 'worker stopped with an error');
-    }),
-  );
+  const workers: Worker[] = await Promise.all(factories.map((create) => create()));
+  // Supervised: a worker whose run() ends on its own (e.g. a fatal error after a long Temporal
+  // outage) is created again, with backoff, until shutdown.
+  let stopping = false;
+  let wake: () => void = () => undefined;
+  const stopped = new Promise<void>((r) => (wake = r));
+  const pause = (ms: number) => Promise.race([stopped, new Promise<void>((r) => setTimeout(r, ms).unref())]);
+  const supervise = async (i: number) => {
+    for (let attempt = 0; ; ) {
+      const taskQueue = workers[i].options.taskQueue;
+      const started = Date.now();
+      try {
+        await workers[i].run();
+        if (stopping) return;
+        o.logger.error({ taskQueue }, 'worker stopped on its own; creating it again');
+      } catch (err) {
+        if (stopping) return;
+        o.logger.error({ err, taskQueue }, 'worker stopped with an error; creating it again');
+      }
+      if (Date.now() - started > 60_000) attempt = 0;
+      for (;;) {
+        await pause(Math.min(500 * 2 ** attempt++, 10_000));
+        if (stopping) return;
+        try {
+          workers[i] = await factories[i]();
+          if (stopping) return; // created but never run: nothing to shut down
+          break;
+        } catch (err) {
+          o.logger.warn({ err: (err as Error).message, taskQueue }, 'could not create the worker yet');
+        }
+      }
+    }
+  };
+  const runs = workers.map((_, i) => supervise(i));
   return {
     hostActivities,
     state: () => Object.fromEntries(workers.map((w) => [w.options.taskQueue, w.getState()])),
     async shutdown() {
+      stopping = true;
+      wake();
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
       await Promise.all(runs);
       await connection.close();

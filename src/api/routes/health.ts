@@ -4,6 +4,17 @@ import { z } from 'zod';
 import { defineRoute } from '../route';
 import type { ApiDeps } from '../deps';
 
+/** Each probe gets this long; /health answers within it even when a component hangs. */
+export const PROBE_TIMEOUT_MS = 1300;
+
+function bounded<T>(probe: () => Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([probe(), timeout]).finally(() => clearTimeout(timer));
+}
+
 const component = z.object({ status: z.enum(['ok', 'down', 'external']), detail: z.string().optional() });
 
 export function registerHealthRoutes(router: Router, registry: OpenAPIRegistry, deps: ApiDeps) {
@@ -21,7 +32,7 @@ export function registerHealthRoutes(router: Router, registry: OpenAPIRegistry, 
       const entries = await Promise.all(
         Object.entries(deps.probes).map(async ([name, probe]) => {
           try {
-            return [name, await probe()] as const;
+            return [name, await bounded(probe, PROBE_TIMEOUT_MS)] as const;
           } catch (err) {
             return [name, { status: 'down' as const, detail: (err as Error).message }] as const;
           }
