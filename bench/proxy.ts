@@ -33,10 +33,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { canConnect, isPortFree } from '../src/engine/ports';
+import { canConnect } from '../src/engine/ports';
 import { CU_TIERS } from '../src/domain/sizing';
 import { withSystemClient } from '../src/engine/cluster';
-import { BenchStack, startBenchStack } from './support';
+import { BenchStack, freePort, median, startBenchStack } from './support';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -67,18 +67,7 @@ function isExecutable(file: string): boolean {
   }
 }
 
-async function freePort(from: number): Promise<number> {
-  for (let p = from; p < from + 1000; p++) if (await isPortFree(p)) return p;
-  throw new Error('no free port');
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 /** process.env without libpq's PG* variables, so nothing from the caller's shell leaks into a run. */
 function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {

@@ -32,13 +32,18 @@ export async function freePort(from: number): Promise<number> {
   throw new Error('no free port');
 }
 
-/** Nearest-rank quantile: quantile(xs, 0.5) is the median of an odd count, p95 of 7 is the max. */
+/** Nearest-rank quantile, for tails: p95 of 7 samples is the max. */
 export const quantile = (xs: number[], q: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
 };
 
-export const median = (xs: number[]) => quantile(xs, 0.5);
+/** The one median of every benchmark: the middle sample, or the mean of the two middle ones. */
+export const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 
 export const fmtMs = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '-' : `${x.toFixed(0)} ms`);
 

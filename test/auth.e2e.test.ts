@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { startTestStack, TestStack } from './support/stack';
 
 describe('API auth, RBAC and error envelope', () => {
@@ -50,6 +51,41 @@ describe('API auth, RBAC and error envelope', () => {
     expect((await t.request('DELETE', `/v1/projects/${projectId}`, { key: other })).status).toBe(404);
     const list = await t.request('GET', '/v1/projects', { key: other });
     expect(list.body).toEqual([]);
+    // Operations too: a project the org never had is not found, not an empty list.
+    expect((await t.request('GET', `/v1/projects/${projectId}/operations`, { key: other })).status).toBe(404);
+    expect((await t.request('GET', `/v1/projects/${projectId}/operations`)).status).toBe(200);
+  });
+
+  it('refuses control characters and NUL bytes in names with 422, changing nothing', async () => {
+    for (const name of ['bad\u0000name', 'tab\tname', 'bell\u0007']) {
+      const seed = await t.request('POST', `/v1/projects/${projectId}/seeds`, { body: { name, sql: 'SELECT 1' } });
+      expect(seed.status).toBe(422);
+      expect(seed.body.error.details.fields[0]).toMatchObject({ field: 'body.name', message: 'must not contain control characters' });
+    }
+    const nulSql = await t.request('POST', `/v1/projects/${projectId}/seeds`, { body: { name: 'nul', sql: 'SELECT 1\u0000' } });
+    expect(nulSql.status).toBe(422);
+    expect((await t.request('PATCH', `/v1/projects/${projectId}`, { body: { name: 'x\u0000' } })).status).toBe(422);
+    expect((await t.request('POST', `/v1/projects/${projectId}/branches`, { body: { name: 'b\u0000' } })).status).toBe(422);
+    expect((await t.request('GET', `/v1/projects/${projectId}/seeds`)).body).toEqual([]);
+  });
+
+  it('takes limit and offset as plain decimal integers only, and counts the total', async () => {
+    for (const q of ['limit=0', 'limit=0x10', 'limit=101', 'offset=', 'offset=1e3', 'offset=-1', 'limit=%205', 'limit=1.5']) {
+      const res = await t.request('GET', `/v1/projects?${q}`);
+      expect([q, res.status]).toEqual([q, 422]);
+    }
+    const page = await t.request('GET', '/v1/projects?limit=1&offset=0');
+    expect(page.status).toBe(200);
+    expect(page.body).toHaveLength(1);
+    expect(Number(page.headers.get('x-total-count'))).toBeGreaterThanOrEqual(1);
+    const branches = await t.request('GET', `/v1/projects/${projectId}/branches?limit=10`);
+    expect(branches.headers.get('x-total-count')).toBe('1');
+  });
+
+  it('refuses an empty PATCH with 422', async () => {
+    const res = await t.request('PATCH', `/v1/projects/${projectId}/branches/${(await t.request('GET', `/v1/projects/${projectId}`)).body.branch_id}`, { body: {} });
+    expect(res.status).toBe(422);
+    expect(res.body.error.message).toMatch(/nothing to update/);
   });
 
   it('answers 400 for malformed JSON and 422 naming the field for an invalid body, changing nothing', async () => {
@@ -76,5 +112,27 @@ describe('API auth, RBAC and error envelope', () => {
     const method = await t.request('PUT', '/v1/projects');
     expect(method.status).toBe(405);
     envelope(method.body, 'method_not_allowed');
+    expect(method.headers.get('allow')).toBe('HEAD, GET, POST, OPTIONS');
+    // fetch refuses to send TRACE: a raw request.
+    const trace = await new Promise<{ status: number; allow?: string }>((resolve, reject) => {
+      const req = http.request(`${t.api}/v1/projects/${projectId}`, { method: 'TRACE', headers: { authorization: `Bearer ${t.ownerKey}` } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode!, allow: res.headers.allow as string | undefined }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(trace).toEqual({ status: 405, allow: 'HEAD, GET, PATCH, DELETE, OPTIONS' });
+    const options = await t.request('OPTIONS', `/v1/projects/${projectId}`);
+    expect(options.status).toBe(204);
+    expect(options.headers.get('allow')).toContain('PATCH');
+  });
+
+  it('documents every error a route can answer in the OpenAPI document', async () => {
+    const doc = (await t.request('GET', '/v1/openapi.json', { key: null })).body;
+    const create = doc.paths['/v1/projects'].post.responses;
+    for (const status of ['400', '401', '403', '409', '413', '422', '429', '503']) expect(Object.keys(create)).toContain(status);
+    expect(Object.keys(doc.paths['/v1/projects/{project_id}/branches/{branch_id}/reset'].post.responses)).toContain('409');
+    expect(Object.keys(doc.paths['/v1/projects'].get.responses)).not.toContain('413');
   });
 });
