@@ -133,9 +133,29 @@ describe.each(drivers)('branches on the $driver driver', ({ driver, dataDir }) =
     expect(res.status).toBe(422);
     expect(res.body.error.message).toMatch(/seed "broken" failed: relation "missing_table" does not exist/);
     expect(res.body.error.details.failure).toMatchObject({ seed_name: 'broken' });
+    expect(res.body.error.details.failure.seeds.map((x: any) => [x.name, x.status])).toEqual([
+      ['fixtures', 'succeeded'],
+      ['broken', 'failed'],
+    ]);
     expect(fs.readdirSync(t.stack.engine.layout.branchesDir).sort()).toEqual(before);
     const names = (await t.request('GET', path('/branches'))).body.map((b: any) => b.name);
     expect(names).not.toContain('doomed');
     expect((await t.request('DELETE', path(`/seeds/${bad.body.id}`))).status).toBe(204);
+  });
+
+  it('runs seeds whose SQL together exceeds a Temporal payload (3 × 900 kB)', async () => {
+    const pad = `-- ${'x'.repeat(900_000)}\n`;
+    const ids: string[] = [];
+    for (const n of [1, 2, 3]) {
+      const s = await t.request('POST', path('/seeds'), { body: { name: `big-${n}`, sql: `${pad}INSERT INTO users (name) VALUES ('big-${n}');` } });
+      expect(s.status).toBe(201);
+      ids.push(s.body.id);
+    }
+    const res = await t.request('POST', path('/branches'), { body: { name: 'big-seeds' } });
+    expect(res.status).toBe(201);
+    expect(res.body.seeds.map((x: any) => x.status)).toEqual(['succeeded', 'succeeded', 'succeeded', 'succeeded']);
+    expect(await q(res.body.connection_string, "SELECT count(*) FROM users WHERE name LIKE 'big-%'")).toBe('3');
+    for (const id of ids) expect((await t.request('DELETE', path(`/seeds/${id}`))).status).toBe(204);
+    expect((await t.request('DELETE', path(`/branches/${res.body.id}`))).status).toBe(204);
   });
 });

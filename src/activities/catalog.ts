@@ -218,9 +218,16 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       await db.updateTable('endpoints').set({ limits_enforced: i.limitsEnforced }).where('id', '=', i.endpointId).execute();
     },
 
-    /** The project's enabled seeds in the order they run. */
-    async enabledSeeds(projectId: string): Promise<SeedScript[]> {
-      return db.selectFrom('seeds').select(['id', 'name', 'sql']).where('project_id', '=', projectId).where('enabled', '=', true).orderBy('position').execute();
+    /** The project's enabled seeds in the order they run (without their SQL: see seedScript). */
+    async enabledSeeds(projectId: string): Promise<{ id: string; name: string }[]> {
+      return db.selectFrom('seeds').select(['id', 'name']).where('project_id', '=', projectId).where('enabled', '=', true).orderBy('position').execute();
+    },
+
+    /** One seed with its SQL, read just before it runs. */
+    async seedScript(seedId: string): Promise<SeedScript> {
+      const seed = await db.selectFrom('seeds').select(['id', 'name', 'sql']).where('id', '=', seedId).executeTakeFirst();
+      if (!seed) throw failure('NotFound', `seed ${seedId} was deleted while a branch was being seeded`);
+      return seed;
     },
 
     /** Stores a CPU sample and answers the utilization since the previous one (autoscaling). */

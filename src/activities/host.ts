@@ -115,14 +115,16 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
       return { port, driver, lsn, limitsEnforced };
     },
 
-    /** The project's enabled seeds, in order, as the user's role. */
-    async runSeeds(i: { spec: EndpointSpec; passwordSealed: string; seeds: SeedScript[] }): Promise<SeedResult[]> {
+    /**
+     * One seed as the user's role. One activity per seed keeps each history payload to one
+     * seed's SQL (≤ 1 MB, under Temporal's 2 MB payload limit) however many a project has.
+     */
+    async runSeed(i: { spec: EndpointSpec; passwordSealed: string; seed: SeedScript }): Promise<SeedResult> {
       try {
-        return await runSeeds({ port: i.spec.port, user: USER_ROLE, password: decryptSecret(i.passwordSealed, secretKey) }, i.seeds);
+        const [result] = await runSeeds({ port: i.spec.port, user: USER_ROLE, password: decryptSecret(i.passwordSealed, secretKey) }, [i.seed]);
+        return result;
       } catch (err) {
-        if (err instanceof SeedError) {
-          throw failure('SeedFailed', err.message, { seed_id: err.seed.id, seed_name: err.seed.name, error: err.pgError, seeds: err.results });
-        }
+        if (err instanceof SeedError) throw failure('SeedFailed', err.message, { seed_id: err.seed.id, seed_name: err.seed.name, error: err.pgError, result: err.results[0] });
         throw err;
       }
     },

@@ -1,4 +1,6 @@
+import { ApplicationFailure } from '@temporalio/workflow';
 import { catalog, host, Saga } from './common';
+import { rootFailure } from '../operations/failures';
 import type { BranchRecordsInput } from '../activities/catalog';
 import type { SeedResult } from '../engine/seeds';
 import type { EndpointSpec } from '../engine/host';
@@ -16,12 +18,33 @@ export interface BranchResult {
   seeds: SeedResult[];
 }
 
-/** The project's enabled seeds on the endpoint, as its user; skipped (no host round trip) when there are none. */
+/**
+ * The project's enabled seeds on the endpoint, in order, as its user; skipped (no host round
+ * trip) when there are none. The first failure stops the rest and fails the saga, naming the
+ * seed, with every seed's outcome.
+ */
 async function runSeeds(saga: Saga, hostId: string, projectId: string, spec: EndpointSpec, passwordSealed: string, seedCount: number): Promise<SeedResult[]> {
   if (seedCount === 0) return [];
   return saga.run('seeds', async () => {
     const seeds = await catalog.enabledSeeds(projectId);
-    return host(hostId).runSeeds({ spec, passwordSealed, seeds });
+    const results: SeedResult[] = seeds.map((s) => ({ id: s.id, name: s.name, status: 'not_run', duration_ms: 0 }));
+    for (const [i, s] of seeds.entries()) {
+      try {
+        results[i] = await host(hostId).runSeed({ spec, passwordSealed, seed: await catalog.seedScript(s.id) });
+      } catch (err) {
+        const root = rootFailure(err);
+        if (root.type !== 'SeedFailed') throw err;
+        const d = root.details as { seed_id: string; seed_name: string; error: string; result: SeedResult };
+        results[i] = d.result;
+        throw ApplicationFailure.create({
+          type: 'SeedFailed',
+          message: root.message,
+          nonRetryable: true,
+          details: [{ seed_id: d.seed_id, seed_name: d.seed_name, error: d.error, seeds: results }],
+        });
+      }
+    }
+    return results;
   });
 }
 
