@@ -186,11 +186,14 @@ export class HostEngine {
    */
   async deadComputes(): Promise<EndpointSpec[]> {
     const dead: EndpointSpec[] = [];
-    for (const spec of this.expected.values()) {
-      if (this.computeLock.busy(spec.branchId)) continue;
-      if (!(await this.endpointRunning(spec))) dead.push(spec);
-    }
+    for (const spec of this.expected.values()) if (await this.computeDied(spec.branchId)) dead.push(spec);
     return dead;
+  }
+
+  /** Whether this host started the branch's compute, nobody stopped it, and it is gone. */
+  async computeDied(branchId: string): Promise<boolean> {
+    if (!this.expected.has(branchId) || this.computeLock.busy(branchId)) return false;
+    return !(await this.endpointRunning({ branchId }));
   }
 
   /** Whether a start, stop or resize of the branch's compute is under way here right now. */

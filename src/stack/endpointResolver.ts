@@ -27,8 +27,11 @@ export interface ResolverDeps {
     startEndpoint(spec: EndpointSpec): Promise<unknown>;
     /** The catalog activity the workflow records with; a state change is recorded only once. */
     setEndpointState(i: { endpointId: string; status: 'running'; event: 'resume'; detail?: unknown }): Promise<void>;
-    /** Whether the branch's postmaster is alive here: a dead one is woken like a suspended one. */
-    computeRunning(branchId: string): Promise<boolean>;
+    /**
+     * Whether this host started the branch's compute, nobody stopped it (a suspend or reset in
+     * progress has), and its postmaster is gone: such a compute is woken like a suspended one.
+     */
+    computeDied(branchId: string): Promise<boolean>;
     /** Records a crash restart the proxy did (compute history and Temporal), off the client's path. */
     recordRestart(ep: { projectId: string; endpointId: string; branchId: string }): Promise<void>;
     /** The compute's unix socket file: this host's computes are relayed to over it. */
@@ -178,7 +181,7 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, hostTi
         }
       } else if (ep.status !== 'running') {
         throw new ProxyRefusal(`endpoint "${endpointId}" is ${ep.status}, not accepting connections`, '57P03');
-      } else if (localHost?.hostId === ep.host_id && ep.branch_status === 'ready' && ep.port !== null && !(await localHost.computeRunning(ep.branch_id))) {
+      } else if (localHost?.hostId === ep.host_id && ep.branch_status === 'ready' && ep.port !== null && (await localHost.computeDied(ep.branch_id))) {
         // Catalog says running, the postmaster is gone (killed, crashed): start it now rather than
         // answer "compute unavailable" until the supervisor's next pass.
         await localHost.startEndpoint({ endpointId: ep.id, branchId: ep.branch_id, port: ep.port, computeCu: ep.compute_cu, projectId: ep.project_id });

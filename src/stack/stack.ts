@@ -237,7 +237,7 @@ export class Stack {
             startEndpoint: this.workers.hostActivities.startEndpoint,
             setEndpointState: createCatalogActivities({ db: this.db, secretKey }).setEndpointState,
             socketFile: (endpointId, port) => this.engine.layout.socketFile(endpointId, port),
-            computeRunning: (branchId) => this.engine.endpointRunning({ branchId }),
+            computeDied: (branchId) => this.engine.computeDied(branchId),
             recordRestart: async (ep) => {
               await startOperation(
                 this.temporal,
