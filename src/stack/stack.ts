@@ -28,6 +28,7 @@ import { startTemporalServer, stopLeftoverServer, TemporalServer } from './tempo
 import { createEndpointResolver } from './endpointResolver';
 import { createCatalogActivities } from '../activities/catalog';
 import { superviseComputes } from '../workers/supervisor';
+import { superviseOperations } from '../workers/operationReconciler';
 import { startOperation } from '../operations/client';
 import { endpointRestart } from '../operations/endpoints';
 import { HOST_TIMEOUTS_MEMO } from '../domain/timeouts';
@@ -99,6 +100,7 @@ export class Stack {
   private connection?: Connection;
   private workers?: RunningWorkers;
   private supervisor?: { stop(): void };
+  private operationReconciler?: { stop(): void };
   proxy?: ProxyServer;
   private server?: http.Server;
   private cowVolume?: CowVolume;
@@ -215,6 +217,9 @@ export class Stack {
         hostTimeouts: c.hostTimeouts,
         logger: this.logger.child({ component: 'supervisor' }),
       });
+      // Operations whose workflow never started (a crash between the row and the start) or
+      // ended without recording its outcome are closed: at boot, then every 10 s.
+      this.operationReconciler = superviseOperations({ db: this.db, temporal: this.temporal, logger: this.logger.child({ component: 'operations' }) });
     }
 
     if (this.roles.proxy) {
@@ -368,6 +373,7 @@ export class Stack {
     if (this.stopped) return;
     this.stopped = true;
     this.supervisor?.stop();
+    this.operationReconciler?.stop();
     if (this.server) {
       this.server.closeAllConnections?.();
       await new Promise((r) => this.server!.close(r));
