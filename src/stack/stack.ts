@@ -344,11 +344,15 @@ export class Stack {
       .select(['endpoints.id', 'endpoints.project_id', 'endpoints.branch_id', 'endpoints.port', 'endpoints.compute_cu', 'endpoints.status', 'branches.status as branch_status', 'projects.status as project_status'])
       .where('endpoints.host_id', '=', this.config.hostId)
       .execute();
-    // Data dirs made before the host kept its own port record.
-    for (const r of rows) if (r.port !== null) await this.engine.ports.adopt(r.id, r.port);
+    const settled = rows.filter((r) => r.branch_status === 'ready' && r.project_status === 'ready');
+    // Data dirs made before the host kept its own port record. Settled endpoints only: adopting
+    // the port of a branch being deleted (or a create being undone) whose workflow had already
+    // removed the endpoint's files recreated them, and the resumed workflow, past that step,
+    // left an orphan endpoint dir holding the port (found by test/crash.e2e.test.ts).
+    for (const r of settled) if (r.port !== null) await this.engine.ports.adopt(r.id, r.port);
     await Promise.all(
-      rows
-        .filter((r) => r.status === 'running' && r.branch_status === 'ready' && r.project_status === 'ready' && r.port !== null)
+      settled
+        .filter((r) => r.status === 'running' && r.port !== null)
         .map(async (r) => {
           try {
             await this.engine.startEndpoint({ endpointId: r.id, branchId: r.branch_id, port: r.port!, computeCu: r.compute_cu, projectId: r.project_id });
