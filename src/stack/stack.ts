@@ -28,6 +28,7 @@ import { startTemporalServer, stopLeftoverServer, TemporalServer } from './tempo
 import { createEndpointResolver } from './endpointResolver';
 import { createCatalogActivities } from '../activities/catalog';
 import { superviseComputes } from '../workers/supervisor';
+import { superviseOperations } from '../workers/operationReconciler';
 import { startOperation } from '../operations/client';
 import { endpointRestart } from '../operations/endpoints';
 import { HOST_TIMEOUTS_MEMO } from '../domain/timeouts';
@@ -99,6 +100,7 @@ export class Stack {
   private connection?: Connection;
   private workers?: RunningWorkers;
   private supervisor?: { stop(): void };
+  private operationReconciler?: { stop(): void };
   proxy?: ProxyServer;
   private server?: http.Server;
   private cowVolume?: CowVolume;
@@ -215,6 +217,9 @@ export class Stack {
         hostTimeouts: c.hostTimeouts,
         logger: this.logger.child({ component: 'supervisor' }),
       });
+      // Operations whose workflow never started (a crash between the row and the start) or
+      // ended without recording its outcome are closed: at boot, then every 10 s.
+      this.operationReconciler = superviseOperations({ db: this.db, temporal: this.temporal, logger: this.logger.child({ component: 'operations' }) });
     }
 
     if (this.roles.proxy) {
@@ -339,11 +344,15 @@ export class Stack {
       .select(['endpoints.id', 'endpoints.project_id', 'endpoints.branch_id', 'endpoints.port', 'endpoints.compute_cu', 'endpoints.status', 'branches.status as branch_status', 'projects.status as project_status'])
       .where('endpoints.host_id', '=', this.config.hostId)
       .execute();
-    // Data dirs made before the host kept its own port record.
-    for (const r of rows) if (r.port !== null) await this.engine.ports.adopt(r.id, r.port);
+    const settled = rows.filter((r) => r.branch_status === 'ready' && r.project_status === 'ready');
+    // Data dirs made before the host kept its own port record. Settled endpoints only: adopting
+    // the port of a branch being deleted (or a create being undone) whose workflow had already
+    // removed the endpoint's files recreated them, and the resumed workflow, past that step,
+    // left an orphan endpoint dir holding the port (found by test/crash.e2e.test.ts).
+    for (const r of settled) if (r.port !== null) await this.engine.ports.adopt(r.id, r.port);
     await Promise.all(
-      rows
-        .filter((r) => r.status === 'running' && r.branch_status === 'ready' && r.project_status === 'ready' && r.port !== null)
+      settled
+        .filter((r) => r.status === 'running' && r.port !== null)
         .map(async (r) => {
           try {
             await this.engine.startEndpoint({ endpointId: r.id, branchId: r.branch_id, port: r.port!, computeCu: r.compute_cu, projectId: r.project_id });
@@ -368,6 +377,7 @@ export class Stack {
     if (this.stopped) return;
     this.stopped = true;
     this.supervisor?.stop();
+    this.operationReconciler?.stop();
     if (this.server) {
       this.server.closeAllConnections?.();
       await new Promise((r) => this.server!.close(r));
