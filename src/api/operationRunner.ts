@@ -4,7 +4,7 @@ import { newId } from '../domain/ids';
 import type { OperationRow } from '../db';
 import { deleteOperation, insertOperation, setOperationRun } from '../db/queries/operations';
 import type { OperationDef } from '../operations/define';
-import { queuesBehind, startOperation } from '../operations/client';
+import { queuesBehind, startOperation, TemporalUnavailableError } from '../operations/client';
 import { httpStatusOf, rootFailure } from '../operations/failures';
 import { HOST_TIMEOUTS_MEMO } from '../domain/timeouts';
 import { progressQuery } from '../workflows/queries';
@@ -61,7 +61,10 @@ export async function runOperation<I extends { operationId?: string }, R>(
       handle = await start();
     }
   } catch (err) {
-    await deleteOperation(deps.db, operationId);
+    // Refused for certain (the id is held, or Temporal is known down): the row goes. A start that
+    // timed out may still have reached Temporal: the row stays, and either its run records the
+    // outcome or the operation reconciler closes it as never started.
+    if (err instanceof WorkflowExecutionAlreadyStartedError || err instanceof TemporalUnavailableError) await deleteOperation(deps.db, operationId);
     if (err instanceof WorkflowExecutionAlreadyStartedError) throw conflict(`another operation is already running on this resource (${workflowId})`);
     throw err;
   }
