@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
 import { Client } from 'pg';
+import { isolatedStackBase } from './isolation';
 import { randomToken } from '../../src/domain/ids';
 import { isPortFree } from '../../src/engine/ports';
 import { processesUsingDb, temporalFiles } from '../../src/stack/temporalServer';
@@ -88,15 +89,7 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> 
  * shared control Postgres. TypeScript runs through test/support/register-ts.js (no build).
  */
 export async function createProcessStack(extraEnv: Record<string, string> = {}): Promise<ProcessStack> {
-  const tag = randomToken(8);
-  const base = process.env.LAMPION_TEST_CONTROL_URL!;
-  const admin = new Client({ connectionString: base });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE lampion_${tag}`);
-  await admin.end();
-  const dataDir = path.join(process.env.LAMPION_TEST_ROOT!, `proc-${tag}`);
-  fs.mkdirSync(dataDir, { recursive: true, mode: 0o711 });
-  const ownerKey = `lmp_live_${randomToken(32)}`;
+  const { tag, base, dataDir, databaseUrl, ownerKey } = await isolatedStackBase('proc');
   const [apiPort, proxyPort, temporalPort, uiPort] = await freePorts(4);
   const env: Record<string, string> = {
     LAMPION_DATA_DIR: dataDir,
@@ -107,7 +100,7 @@ export async function createProcessStack(extraEnv: Record<string, string> = {}):
     LAMPION_HOST_ID: `p-${tag}`,
     LAMPION_TASK_QUEUE: `control-${tag}`,
     LAMPION_BOOTSTRAP_API_KEY: ownerKey,
-    DATABASE_URL: base.replace(/\/lampion$/, `/lampion_${tag}`),
+    DATABASE_URL: databaseUrl,
     LOG_LEVEL: 'info',
     ...(process.env.LAMPION_PG_OS_USER ? { LAMPION_PG_OS_USER: process.env.LAMPION_PG_OS_USER } : {}),
     ...extraEnv,

@@ -1,11 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Client } from 'pg';
+import { isolatedStackBase } from './isolation';
 import pino from 'pino';
 import { loadConfig } from '../../src/config';
 import { Stack, Roles, ALL_ROLES } from '../../src/stack/stack';
 import { issueApiKey, DEFAULT_ORG_ID, ensureOrganization } from '../../src/db/apiKeys';
-import { randomToken } from '../../src/domain/ids';
 import type { Role } from '../../src/domain/rbac';
 
 export interface TestStack {
@@ -25,15 +24,7 @@ export interface TestStack {
  * cluster, isolated by its own catalog database, data dir, task queues and ports.
  */
 export async function startTestStack(extraEnv: Record<string, string> = {}): Promise<TestStack> {
-  const tag = randomToken(8);
-  const base = process.env.LAMPION_TEST_CONTROL_URL!;
-  const admin = new Client({ connectionString: base });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE lampion_${tag}`);
-  await admin.end();
-  const dataDir = path.join(process.env.LAMPION_TEST_ROOT!, `stack-${tag}`);
-  fs.mkdirSync(dataDir, { recursive: true, mode: 0o711 });
-  const ownerKey = `lmp_live_${randomToken(32)}`;
+  const { tag, dataDir, databaseUrl, ownerKey } = await isolatedStackBase('stack');
   const env: Record<string, string> = {
     LAMPION_DATA_DIR: dataDir,
     LAMPION_API_PORT: '0',
@@ -41,7 +32,7 @@ export async function startTestStack(extraEnv: Record<string, string> = {}): Pro
     LAMPION_HOST_ID: `t-${tag}`,
     LAMPION_TASK_QUEUE: `control-${tag}`,
     LAMPION_BOOTSTRAP_API_KEY: ownerKey,
-    DATABASE_URL: base.replace(/\/lampion$/, `/lampion_${tag}`),
+    DATABASE_URL: databaseUrl,
     TEMPORAL_ADDRESS: process.env.LAMPION_TEST_TEMPORAL_ADDRESS!,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
     ...(process.env.LAMPION_PG_OS_USER ? { LAMPION_PG_OS_USER: process.env.LAMPION_PG_OS_USER } : {}),
