@@ -140,8 +140,11 @@ export class BranchData {
   async setAside(branchId: string): Promise<void> {
     const dir = this.layout.branchDataDir(branchId);
     const aside = this.asideDir(branchId);
-    if (!(await exists(aside)) && (await exists(dir))) await fsp.rename(dir, aside);
     const wal = this.layout.walArchiveDir(branchId);
+    // Both there: the aside is an earlier reset's leftover (its cleanup failed), not this reset's
+    // (a retry finds the data dir already moved). Keeping it would restore stale data on failure.
+    if ((await exists(aside)) && (await exists(dir))) await this.dropAside(branchId);
+    if (!(await exists(aside)) && (await exists(dir))) await fsp.rename(dir, aside);
     if (!(await exists(`${wal}.aside`)) && (await exists(wal))) await fsp.rename(wal, `${wal}.aside`);
   }
 
