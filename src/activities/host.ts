@@ -1,4 +1,4 @@
-import { Context } from '@temporalio/activity';
+import { Context, CancelledFailure } from '@temporalio/activity';
 import type { Logger } from 'pino';
 import type { EndpointSpec, HostEngine } from '../engine/host';
 import type { StorageDriver } from '../engine/storage';
@@ -111,6 +111,9 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
     async provisionBranchCompute(i: ForkParent & { endpointId: string; childBranchId: string; computeCu: number; projectId?: string }) {
       const port = await activities.reservePort(i.endpointId);
       const { driver, lsn } = await activities.forkBranchData(i);
+      // A cancellation that landed after the copy (during its sync) stops here, before a compute starts.
+      const s = signal();
+      if (s?.aborted) throw s.reason instanceof Error ? s.reason : new CancelledFailure('cancelled');
       const { limitsEnforced } = await activities.startEndpoint({ endpointId: i.endpointId, branchId: i.childBranchId, port, computeCu: i.computeCu, projectId: i.projectId });
       return { port, driver, lsn, limitsEnforced };
     },
@@ -175,6 +178,12 @@ export function withHeartbeats<T extends Record<string, Fn>>(activities: T, prog
       try {
         ctx.heartbeat();
         return await fn(...args);
+      } catch (err) {
+        // A copy killed by its cancellation fails as a command; report it as what it is, so the
+        // workflow sees a cancellation (and ends cancelled), not a failure of the host.
+        const s = ctx.cancellationSignal;
+        if (s.aborted && s.reason instanceof Error) throw s.reason;
+        throw err;
       } finally {
         clearInterval(timer);
       }

@@ -32,6 +32,9 @@ async function readJson<T>(file: string): Promise<T | undefined> {
  * second copy into a directory an earlier attempt is still writing.
  */
 export class BranchData {
+  /** Forks under way in this process, by child branch. */
+  private readonly forks = new Map<string, Promise<unknown>>();
+
   constructor(
     readonly layout: HostLayout,
     readonly pg: PgInstall,
@@ -71,11 +74,35 @@ export class BranchData {
     long: Pick<LongRunOptions, 'signal'> = {},
   ): Promise<{ driver: StorageDriver; lsn: string }> {
     if (parentBranchId === childBranchId) throw new Error(`branch ${childBranchId} cannot be forked from itself`);
+    const markerFile = path.join(this.layout.branchDataDir(childBranchId), FORK_MARKER);
+    for (;;) {
+      const done = await readJson<ForkMarker>(markerFile);
+      if (done?.branchId === childBranchId) return { driver: done.driver, lsn: done.lsn };
+      await this.stopEarlierCopy(childBranchId);
+      // An earlier attempt in this process (a retry after a heartbeat timeout while it still ran):
+      // its copy is killed above; its own cleanup (removing the dir, the .copying file) must finish
+      // before this attempt writes, or it would remove this one's.
+      const earlier = this.forks.get(childBranchId);
+      if (!earlier) break;
+      await earlier.catch(() => undefined);
+    }
+    const attempt = this.forkOnce(parentBranchId, childBranchId, parentEndpoint, long);
+    this.forks.set(childBranchId, attempt);
+    try {
+      return await attempt;
+    } finally {
+      if (this.forks.get(childBranchId) === attempt) this.forks.delete(childBranchId);
+    }
+  }
+
+  private async forkOnce(
+    parentBranchId: string,
+    childBranchId: string,
+    parentEndpoint: { endpointId: string; port: number } | undefined,
+    long: Pick<LongRunOptions, 'signal'>,
+  ): Promise<{ driver: StorageDriver; lsn: string }> {
     const dir = this.layout.branchDataDir(childBranchId);
     const markerFile = path.join(dir, FORK_MARKER);
-    const done = await readJson<ForkMarker>(markerFile);
-    if (done?.branchId === childBranchId) return { driver: done.driver, lsn: done.lsn };
-    await this.stopEarlierCopy(childBranchId);
     await removeDataDir(dir);
     const parentDir = this.layout.branchDataDir(parentBranchId);
     const driver = await this.driver();
@@ -140,8 +167,11 @@ export class BranchData {
   async setAside(branchId: string): Promise<void> {
     const dir = this.layout.branchDataDir(branchId);
     const aside = this.asideDir(branchId);
-    if (!(await exists(aside)) && (await exists(dir))) await fsp.rename(dir, aside);
     const wal = this.layout.walArchiveDir(branchId);
+    // Both there: the aside is an earlier reset's leftover (its cleanup failed), not this reset's
+    // (a retry finds the data dir already moved). Keeping it would restore stale data on failure.
+    if ((await exists(aside)) && (await exists(dir))) await this.dropAside(branchId);
+    if (!(await exists(aside)) && (await exists(dir))) await fsp.rename(dir, aside);
     if (!(await exists(`${wal}.aside`)) && (await exists(wal))) await fsp.rename(wal, `${wal}.aside`);
   }
 

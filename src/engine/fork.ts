@@ -88,8 +88,9 @@ async function forkCopy(pg: PgInstall, source: ForkSource, childDir: string, lon
       ],
       { user: pg.user, timeoutMs: COPY_TIMEOUT_MS, ...long },
     );
-    // One syncfs instead of pg_basebackup's fsync of every file.
-    await run('sync', ['-f', childDir]);
+    // One syncfs instead of pg_basebackup's fsync of every file; seconds for a large copy, so
+    // cancellable too.
+    await runLong('sync', ['-f', childDir], { signal: long.signal });
     return backupLsn(childDir);
   }
   await copyTree(pg, source.dataDir, childDir, long);

@@ -1,4 +1,4 @@
-import { ApplicationFailure } from '@temporalio/workflow';
+import { ApplicationFailure, isCancellation, log } from '@temporalio/workflow';
 import { catalog, host, Saga } from './common';
 import { rootFailure } from '../operations/failures';
 import type { BranchRecordsInput } from '../activities/catalog';
@@ -103,18 +103,31 @@ export async function resetBranch(input: ResetBranchInput): Promise<BranchResult
   try {
     await saga.begin();
     const { spec, passwordSealed } = await catalog.endpointSpec(input.endpointId);
-    await saga.run('mark_resetting', () => catalog.setBranchStatus({ branchId: input.branchId, status: 'resetting' }), () =>
+    // Guarded: a step that failed may still have done its work (an answer lost after the status
+    // was written, the compute stopped or the data moved); each undo is harmless when it had not.
+    await saga.runGuarded('mark_resetting', () => catalog.setBranchStatus({ branchId: input.branchId, status: 'resetting' }), () =>
       catalog.setBranchStatus({ branchId: input.branchId, status: 'ready' }),
     );
-    await saga.run('stop_compute', () => h.stopEndpoint(ep), () => h.startEndpoint(spec));
-    await saga.run('set_aside', () => h.setBranchDataAside(input.branchId), () => h.restoreBranchDataAside(input.branchId));
-    const parent = await catalog.forkParent(input.parentBranchId);
-    const { driver, lsn } = await saga.runGuarded('fork', () => h.forkBranchData({ ...parent, childBranchId: input.branchId }), () => h.removeBranchData(input.branchId));
+    await saga.runGuarded('stop_compute', () => h.stopEndpoint(ep), () => h.startEndpoint(spec));
+    await saga.runGuarded('set_aside', () => h.setBranchDataAside(input.branchId), () => h.restoreBranchDataAside(input.branchId));
+    const { driver, lsn } = await saga.runGuarded(
+      'fork',
+      async () => h.forkBranchData({ ...(await catalog.forkParent(input.parentBranchId)), childBranchId: input.branchId }),
+      () => h.removeBranchData(input.branchId),
+    );
     const { port, limitsEnforced } = await saga.runGuarded('start_compute', () => h.startEndpoint(spec), () => h.stopEndpoint(ep));
     const seedCount = await catalog.enabledSeedCount(input.projectId);
     const seeds = await runSeeds(saga, input.hostId, input.projectId, spec, passwordSealed, seedCount);
     await saga.run('finalize', () => catalog.markBranchReady({ branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn, limitsEnforced }));
-    await saga.run('cleanup', () => h.dropBranchDataAside(input.branchId));
+    // Past finalize the reset is done (the new data serves, the catalog says so): failing to drop
+    // the old data must not roll that back (the catalog's parent_lsn would then name the new fork
+    // over the old data). A leftover is dropped by the next reset's set_aside.
+    await saga.run('cleanup', () =>
+      h.dropBranchDataAside(input.branchId).catch((err) => {
+        if (isCancellation(err)) throw err;
+        log.warn('could not drop the data set aside by the reset; the next reset drops it', { branchId: input.branchId, error: String(err) });
+      }),
+    );
     return await saga.succeed<BranchResult>({ branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn, seeds });
   } catch (err) {
     return saga.fail(err);

@@ -1,4 +1,4 @@
-import { proxyActivities, proxyLocalActivities, CancellationScope, setHandler, workflowInfo, log } from '@temporalio/workflow';
+import { proxyActivities, proxyLocalActivities, ActivityCancellationType, CancellationScope, isCancellation, setHandler, workflowInfo, log } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
 import type { CatalogActivities } from '../activities/catalog';
 import type { HostActivities } from '../activities/host';
@@ -31,7 +31,15 @@ export function hostTimeouts(): HostTimeouts {
 export function host(hostId: string) {
   const t = hostTimeouts();
   const retry: RetryPolicy = { initialInterval: '500 ms', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES };
-  const common = { taskQueue: hostTaskQueue(hostId), scheduleToStartTimeout: '10 minutes' as const, heartbeatTimeout: t.heartbeatSeconds * 1000, retry };
+  // A cancelled workflow waits for its host work to stop (a copy's processes killed, its dir
+  // removed) before compensating: otherwise the undo would race the copy still writing.
+  const common = {
+    taskQueue: hostTaskQueue(hostId),
+    scheduleToStartTimeout: '10 minutes' as const,
+    heartbeatTimeout: t.heartbeatSeconds * 1000,
+    retry,
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  };
   const short = proxyActivities<HostActivities>({ ...common, startToCloseTimeout: t.shortSeconds * 1000 });
   const long = proxyActivities<HostActivities>({ ...common, startToCloseTimeout: t.longSeconds * 1000 });
   const longWork = new Set<string>(['forkBranchData', 'provisionBranchCompute']);
@@ -94,7 +102,9 @@ export class Saga {
     await this.compensate();
     if (this.operationId) {
       const operationId = this.operationId;
-      await CancellationScope.nonCancellable(() => catalog.finishOperation({ operationId, status: 'failed', step: failedStep, error: rootFailure(err) }));
+      // A cancelled run is failed too (the operation's final status), with an error saying so.
+      const error = isCancellation(err) ? { type: 'Cancelled', message: 'the operation was cancelled' } : rootFailure(err);
+      await CancellationScope.nonCancellable(() => catalog.finishOperation({ operationId, status: 'failed', step: failedStep, error }));
     }
     throw err;
   }
