@@ -15,7 +15,7 @@ import { closeOperation, staleRunningOperations } from '../db/queries/operations
 export interface RunningOperation {
   id: string;
   workflowId: string;
-  /** Set by the API right after the start and by the workflow's first step; null if neither ran. */
+  /** Set by whoever started the run (the API, a sweep) right after the start; null if that never happened. */
   runId: string | null;
   createdAt: Date;
 }
@@ -35,7 +35,7 @@ export type Decision = { action: 'keep' } | { action: 'close'; status: 'succeede
 
 /**
  * How long a row without a run id is left alone: the API inserts the row, then starts the workflow
- * (bounded by a 5 s deadline) and records the run; the workflow records it too at its first step.
+ * (bounded by a 5 s deadline) and records the run.
  */
 export const NO_RUN_GRACE_MS = 15_000;
 
@@ -56,12 +56,13 @@ export function decideOperation(op: RunningOperation, execution: ExecutionState,
     return { action: 'close', status: 'failed', message: `its workflow ended (${execution.status.toLowerCase()}) without recording the outcome` };
   }
   if (now.getTime() - op.createdAt.getTime() < NO_RUN_GRACE_MS) return { action: 'keep' };
-  // A running execution started after the row was written is this operation's (its first step will
-  // record the run id); one started before belongs to another operation on the resource.
+  // A running execution started after the row was written is this operation's (it records its
+  // outcome when it ends); one started before belongs to another operation on the resource.
   if (execution.found && execution.status === 'RUNNING' && execution.startTime.getTime() >= op.createdAt.getTime() - CLOCK_SLACK_MS) {
     return { action: 'keep' };
   }
-  // Closed runs never recorded this row's id at their first step, so none of them was this one.
+  // A closed run that was this operation's would have recorded its outcome on the row (its last
+  // step); the row being still running, none was, or it was cut off: either way, failed.
   return { action: 'close', status: 'failed', message: 'its workflow never started (the platform was interrupted before the start); retry the operation' };
 }
 

@@ -53,7 +53,6 @@ export async function createBranch(input: CreateBranchInput): Promise<BranchResu
   const saga = new Saga(['catalog', 'fork_and_start', 'seeds', 'finalize'], input.operationId);
   const h = host(input.hostId);
   try {
-    await saga.begin();
     const { seedCount, computeCu, parentEndpoint, passwordSealed } = await saga.runGuarded('catalog', () => catalog.createBranchRecords(input), () =>
       catalog.purgeBranch(input.branchId),
     );
@@ -101,7 +100,6 @@ export async function resetBranch(input: ResetBranchInput): Promise<BranchResult
   const h = host(input.hostId);
   const ep = { endpointId: input.endpointId, branchId: input.branchId };
   try {
-    await saga.begin();
     const { spec, passwordSealed } = await catalog.endpointSpec(input.endpointId);
     // Guarded: a step that failed may still have done its work (an answer lost after the status
     // was written, the compute stopped or the data moved); each undo is harmless when it had not.
@@ -147,7 +145,6 @@ export async function deleteBranch(input: DeleteBranchInput): Promise<void> {
   const saga = new Saga(['mark_deleting', 'stop_compute', 'remove_data', 'purge_catalog'], input.operationId);
   const h = host(input.hostId);
   try {
-    await saga.begin();
     await saga.run('mark_deleting', () => catalog.setBranchStatus({ branchId: input.branchId, status: 'deleting' }));
     await saga.run('stop_compute', async () => {
       await h.stopEndpoint({ endpointId: input.endpointId, branchId: input.branchId });

@@ -84,11 +84,6 @@ export class Saga {
     return fn();
   }
 
-  /** Records the run on its operation (its run id, for progress from the right run). */
-  async begin(): Promise<void> {
-    if (this.operationId) await catalog.attachOperationRun({ operationId: this.operationId, runId: workflowInfo().runId });
-  }
-
   /** The tail of every saga that succeeded: the operation records its result. */
   async succeed<T>(result: T): Promise<T> {
     this.current = 'done';

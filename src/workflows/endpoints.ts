@@ -18,7 +18,6 @@ export async function suspendEndpoint(input: EndpointStateInput): Promise<void> 
   const saga = new Saga(['stop_compute', 'record'], input.operationId);
   const h = host(input.hostId);
   try {
-    await saga.begin();
     await saga.run('stop_compute', () => h.stopEndpoint({ endpointId: input.endpointId, branchId: input.branchId }));
     await saga.run('record', () => catalog.setEndpointState({ endpointId: input.endpointId, status: 'suspended', event: 'suspend' }));
     await saga.succeed(undefined);
@@ -31,7 +30,6 @@ export async function resumeEndpoint(input: EndpointStateInput): Promise<void> {
   const saga = new Saga(['start_compute', 'record'], input.operationId);
   const h = host(input.hostId);
   try {
-    await saga.begin();
     const { spec } = await catalog.endpointSpec(input.endpointId);
     const { limitsEnforced } = await saga.run('start_compute', () => h.startEndpoint(spec));
     await saga.run('record', async () => {
@@ -61,7 +59,6 @@ export interface ResizeEndpointInput {
 export async function resizeEndpoint(input: ResizeEndpointInput): Promise<{ limitsEnforced: boolean }> {
   const saga = new Saga(['record', 'apply'], input.operationId);
   try {
-    await saga.begin();
     await saga.run('record', () =>
       catalog.setEndpointSize({ endpointId: input.endpointId, computeCu: input.computeCu, detail: { reason: input.reason, from_cu: input.fromCu ?? null, to_cu: input.computeCu } }),
     );

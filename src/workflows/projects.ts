@@ -19,7 +19,6 @@ export async function createProject(input: CreateProjectInput): Promise<CreatePr
   const saga = new Saga(['catalog', 'reserve_port', 'init_cluster', 'start_compute', 'bootstrap_roles', 'finalize'], input.operationId);
   const h = host(input.hostId);
   try {
-    await saga.begin();
     await saga.runGuarded('catalog', () => catalog.createProjectRecords(input), () => catalog.purgeProject(input.projectId));
     // The host owns its ports: the catalog records the one it gave, and removing the endpoint's
     // files on the host releases it.
@@ -64,7 +63,6 @@ export interface DeleteProjectInput {
 export async function deleteProject(input: DeleteProjectInput): Promise<void> {
   const saga = new Saga(['mark_deleting', 'stop_computes', 'remove_data', 'purge_catalog'], input.operationId);
   try {
-    await saga.begin();
     const endpoints = await saga.run('mark_deleting', () => catalog.markProjectDeleting(input.projectId));
     await saga.run('stop_computes', () =>
       Promise.all(

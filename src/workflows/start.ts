@@ -20,7 +20,7 @@ export async function startDecidedOperation<I extends { operationId?: string }>(
   const projectId = def.projectId(full);
   await catalog.openOperation({ operationId, orgId: owner.orgId, projectId, kind: def.kind, workflowId });
   try {
-    await startChild(def.workflow, {
+    const child = await startChild(def.workflow, {
       workflowId,
       args: [full],
       parentClosePolicy: ParentClosePolicy.ABANDON,
@@ -28,6 +28,8 @@ export async function startDecidedOperation<I extends { operationId?: string }>(
       typedSearchAttributes: operationSearchAttributes({ kind: def.kind, projectId, branchId: def.branchId?.(full) }),
       memo: workflowInfo().memo,
     });
+    // The run its progress and final state are read from (the API does the same for its starts).
+    await catalog.attachOperationRun({ operationId, runId: child.firstExecutionRunId });
     return true;
   } catch (err) {
     log.info('skipped: another operation holds the resource', { workflowId, error: String(err) });
