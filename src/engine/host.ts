@@ -196,6 +196,17 @@ export class HostEngine {
     return !(await this.endpointRunning({ branchId }));
   }
 
+  /**
+   * For a client about to be routed: waits out a start, stop or resize under way (a supervisor's
+   * restart of this very compute, say), then answers whether the compute this host started and
+   * nobody stopped is gone and needs starting.
+   */
+  async computeNeedsStart(branchId: string): Promise<boolean> {
+    if (!this.expected.has(branchId)) return false;
+    if (this.computeLock.busy(branchId)) await this.computeLock.run(branchId, async () => undefined);
+    return this.computeDied(branchId);
+  }
+
   /** Whether a start, stop or resize of the branch's compute is under way here right now. */
   computeBusy(branchId: string): boolean {
     return this.computeLock.busy(branchId);

@@ -30,6 +30,7 @@ export interface ResolverDeps {
     /**
      * Whether this host started the branch's compute, nobody stopped it (a suspend or reset in
      * progress has), and its postmaster is gone: such a compute is woken like a suspended one.
+     * A start already under way (the supervisor's restart) is waited for first.
      */
     computeDied(branchId: string): Promise<boolean>;
     /** Records a crash restart the proxy did (compute history and Temporal), off the client's path. */

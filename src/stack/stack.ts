@@ -27,12 +27,8 @@ import { startControlDb, ControlDb } from './controlDb';
 import { startTemporalServer, stopLeftoverServer, TemporalServer } from './temporalServer';
 import { createEndpointResolver } from './endpointResolver';
 import { createCatalogActivities } from '../activities/catalog';
-import { superviseComputes } from '../workers/supervisor';
+import { startComputeRestart, superviseComputes } from '../workers/supervisor';
 import { superviseOperations } from '../workers/operationReconciler';
-import { startOperation } from '../operations/client';
-import { endpointRestart } from '../operations/endpoints';
-import { HOST_TIMEOUTS_MEMO } from '../domain/timeouts';
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { mountCowVolume, unmountCowVolume } from './cowVolume';
 import type { CowVolume } from '../engine/cowVolume';
 
@@ -242,16 +238,9 @@ export class Stack {
             startEndpoint: this.workers.hostActivities.startEndpoint,
             setEndpointState: createCatalogActivities({ db: this.db, secretKey }).setEndpointState,
             socketFile: (endpointId, port) => this.engine.layout.socketFile(endpointId, port),
-            computeDied: (branchId) => this.engine.computeDied(branchId),
+            computeDied: (branchId) => this.engine.computeNeedsStart(branchId),
             recordRestart: async (ep) => {
-              await startOperation(
-                this.temporal,
-                endpointRestart,
-                { ...ep, hostId: c.hostId, event: 'restart' },
-                { taskQueue: c.controlTaskQueue, memo: { [HOST_TIMEOUTS_MEMO]: c.hostTimeouts } },
-              ).catch((err) => {
-                if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-              });
+              await startComputeRestart({ temporal: this.temporal, taskQueue: c.controlTaskQueue, hostId: c.hostId, hostTimeouts: c.hostTimeouts }, ep);
             },
           },
         }),

@@ -5,14 +5,37 @@ import { endpointRestart } from '../operations/endpoints';
 import { startOperation } from '../operations/client';
 import { HOST_TIMEOUTS_MEMO, HostTimeouts } from '../domain/timeouts';
 
-export interface SupervisorOptions {
+export interface SupervisorOptions extends RestartTarget {
   engine: HostEngine;
+  logger: Logger;
+  everyMs?: number;
+}
+
+export interface RestartTarget {
   temporal: Client;
   taskQueue: string;
   hostId: string;
   hostTimeouts: HostTimeouts;
-  logger: Logger;
-  everyMs?: number;
+}
+
+/**
+ * Starts the endpoint.restart operation for a compute found dead (by the supervisor, or by the
+ * proxy, which has already started it). False when another endpoint operation holds it (a
+ * restart already on its way, a suspend): the next pass sees again.
+ */
+export async function startComputeRestart(o: RestartTarget, ep: { projectId?: string; endpointId: string; branchId: string }): Promise<boolean> {
+  try {
+    await startOperation(
+      o.temporal,
+      endpointRestart,
+      { projectId: ep.projectId ?? '', endpointId: ep.endpointId, branchId: ep.branchId, hostId: o.hostId, event: 'restart' },
+      { taskQueue: o.taskQueue, memo: { [HOST_TIMEOUTS_MEMO]: o.hostTimeouts } },
+    );
+    return true;
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return false;
+    throw err;
+  }
 }
 
 /**
@@ -29,16 +52,9 @@ export function superviseComputes(o: SupervisorOptions): { stop(): void } {
     try {
       for (const spec of await o.engine.deadComputes()) {
         try {
-          await startOperation(
-            o.temporal,
-            endpointRestart,
-            { projectId: spec.projectId ?? '', endpointId: spec.endpointId, branchId: spec.branchId, hostId: o.hostId, event: 'restart' },
-            { taskQueue: o.taskQueue, memo: { [HOST_TIMEOUTS_MEMO]: o.hostTimeouts } },
-          );
-          o.logger.warn({ endpointId: spec.endpointId }, 'compute found dead; restarting it with crash recovery');
+          if (await startComputeRestart(o, spec)) o.logger.warn({ endpointId: spec.endpointId }, 'compute found dead; restarting it with crash recovery');
         } catch (err) {
-          // Another endpoint operation holds it (a restart already on its way, a suspend): next tick.
-          if (!(err instanceof WorkflowExecutionAlreadyStartedError)) o.logger.warn({ err, endpointId: spec.endpointId }, 'could not start a compute restart');
+          o.logger.warn({ err, endpointId: spec.endpointId }, 'could not start a compute restart');
         }
       }
     } catch (err) {
