@@ -6,6 +6,7 @@ import type { StorageDriver } from '../engine/storage';
 import { encryptSecret, generatePassword } from '../domain/secrets';
 import { resourceLimitsForCu } from '../domain/sizing';
 import { failure } from '../operations/failures';
+import { insertOperation, setOperationRun } from '../db/queries/operations';
 import type { EndpointSpec } from '../engine/host';
 import type { SeedScript } from '../engine/seeds';
 import { withFaults } from './faults';
@@ -242,9 +243,9 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       return { utilization: (i.cpuSeconds - row.cpu_seconds) / elapsed / resourceLimitsForCu(row.compute_cu).vcpu, computeCu: row.compute_cu };
     },
 
-    /** The run an operation belongs to; set by the run itself as its first step. */
+    /** The run an operation belongs to, recorded by whoever started it (a sweep, here). */
     async attachOperationRun(i: { operationId: string; runId: string }): Promise<void> {
-      await db.updateTable('operations').set({ run_id: i.runId }).where('id', '=', i.operationId).where('run_id', 'is', null).execute();
+      await setOperationRun(db, i.operationId, i.runId);
     },
 
     /** Lets a workflow skip the seed step (a host round trip) when there is nothing to run. */
@@ -378,11 +379,7 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
 
     /** Creates the operation row for work that no API request started (schedules). */
     async openOperation(i: { operationId: string; orgId: string; projectId: string; kind: string; workflowId: string }): Promise<void> {
-      await db
-        .insertInto('operations')
-        .values({ id: i.operationId, org_id: i.orgId, project_id: i.projectId, kind: i.kind, workflow_id: i.workflowId, status: 'running', step: 'queued' })
-        .onConflict((oc) => oc.column('id').doNothing())
-        .execute();
+      await insertOperation(db, { id: i.operationId, orgId: i.orgId, projectId: i.projectId, kind: i.kind, workflowId: i.workflowId });
     },
 
     async finishOperation(o: OperationOutcome): Promise<void> {

@@ -37,10 +37,12 @@ export async function projectKnownToOrg(db: Db, orgId: string, projectId: string
   return Boolean(op);
 }
 
+/** A new running operation; idempotent on its id (a retried catalog activity inserts it twice). */
 export async function insertOperation(db: Db, o: { id: string; orgId: string; projectId: string; kind: string; workflowId: string }): Promise<void> {
   await db
     .insertInto('operations')
     .values({ id: o.id, org_id: o.orgId, project_id: o.projectId, kind: o.kind, workflow_id: o.workflowId, status: 'running', step: 'queued' })
+    .onConflict((oc) => oc.column('id').doNothing())
     .execute();
 }
 
