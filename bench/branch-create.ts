@@ -137,7 +137,7 @@ async function makeParent(b: BenchStack, name: string, scale: number): Promise<P
   const ep = await expectStatus(b, 'GET', epPath, undefined, [200]);
   const t0 = performance.now();
   const fill = await runCommand(
-    path.join(engine.pg.binDir, 'pgbench'),
+    path.join(engine.pgs.newest.binDir, 'pgbench'),
     ['-i', '-q', '-s', String(scale), '-h', '127.0.0.1', '-p', String(ep.pg_port), '-U', USER_ROLE, 'postgres'],
     pgEnv({ PGPASSWORD: p.pg_password, PGSSLMODE: 'disable' }),
   );
@@ -167,7 +167,7 @@ async function runDriver(driver: StorageDriver, deadline: number, driversLeft: n
   const baseDir = driver === 'btrfs' ? ensureBtrfsVolume(BTRFS_VOLUME, BTRFS_SIZE) : os.tmpdir();
   const b = await startBenchStack({ baseDir, prefix: 'lampion-bench-branch-', env: { LAMPION_STORAGE_DRIVER: driver } });
   const engine = b.stack.engine;
-  const pg = engine.pg;
+  const pg = engine.pgs.newest;
   let floorSeq = 0;
   try {
     const actual = await engine.driver();

@@ -38,7 +38,7 @@ async function main() {
   const loadBefore = machineLoad();
   const b = await startBenchStack({ baseDir, prefix: 'lampion-bench-cold-', env: { LAMPION_STORAGE_DRIVER: DRIVER } });
   const engine = b.stack.engine;
-  const pg = engine.pg;
+  const pg = engine.pgs.newest;
   try {
     const p = (await b.request('POST', '/v1/projects', { name: 'cold' })).body;
     if (!p?.endpoint_id) throw new Error(`project create failed: ${JSON.stringify(p)}`);

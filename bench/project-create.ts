@@ -17,7 +17,7 @@ async function main() {
   const b = await startBenchStack();
   const { ca, api, headers } = b;
   const engine = b.stack.engine;
-  const pg = engine.pg;
+  const pg = engine.pgs.newest;
 
   async function viaApi(i: number): Promise<number> {
     const t0 = performance.now();

@@ -347,7 +347,7 @@ class Pgbouncer {
  */
 async function enableComputeTls(stack: BenchStack['stack'], endpointId: string, branchId: string, port: number, tlsDir: string): Promise<void> {
   const dataDir = stack.engine.layout.branchDataDir(branchId);
-  const user = stack.engine.pg.user;
+  const user = stack.engine.pgs.user;
   const socketDir = stack.engine.layout.socketDir(endpointId);
   const files = { cert: path.join(dataDir, 'bench-server.crt'), key: path.join(dataDir, 'bench-server.key') };
   fs.copyFileSync(path.join(tlsDir, 'proxy.crt'), files.cert);
@@ -436,7 +436,7 @@ async function main() {
     await enableComputeTls(stack, p.endpoint_id, p.branch_id, computePort, path.join(benchStack.dataDir, 'tls'));
 
     fs.chmodSync(bouncerDir, 0o700);
-    bouncer = new Pgbouncer(bouncerDir, stack.engine.pg.user);
+    bouncer = new Pgbouncer(bouncerDir, stack.engine.pgs.user);
     await bouncer.start(computePort, p.user, password, path.join(benchStack.dataDir, 'tls'));
     const b = bouncer;
 

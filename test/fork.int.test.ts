@@ -14,13 +14,12 @@ import { HostLayout } from '../src/engine/layout';
 import { isPortFree } from '../src/engine/ports';
 import { createDataDir, filesystemType, type StorageDriver } from '../src/engine/storage';
 import { withSystemClient, type PgInstall } from '../src/engine/cluster';
+import { testPgInstalls } from './support/pg';
 
 jest.setTimeout(120_000);
 
-const pg: PgInstall = {
-  binDir: process.env.LAMPION_PG_BINDIR ?? '/usr/lib/postgresql/15/bin',
-  user: resolveOsUser(process.env.LAMPION_PG_OS_USER),
-};
+const pgs = testPgInstalls();
+const pg: PgInstall = pgs.newest;
 const LSN = /^[0-9A-F]+\/[0-9A-F]{1,8}$/;
 
 let nextPort = 31000 + Math.floor(Math.random() * 20000);
@@ -84,9 +83,9 @@ describe.each<StorageDriver>(['btrfs', 'copy'])('fork on the %s driver', (driver
     if (!base) return;
     root = fs.mkdtempSync(path.join(base, 'fork-'));
     fs.chmodSync(root, 0o711);
-    engine = new HostEngine(new HostLayout(root), pg, driver);
+    engine = new HostEngine(new HostLayout(root), pgs, driver);
     await engine.prepare();
-    await engine.createRootBranchData('br-root');
+    await engine.createRootBranchData('br-root', pg.major);
     await start('br-root');
     await sql('br-root', "CREATE TABLE t (id int PRIMARY KEY, v text NOT NULL)");
     await sql('br-root', "INSERT INTO t SELECT g, 'seed' FROM generate_series(1, 1000) g");

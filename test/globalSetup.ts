@@ -3,6 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { resolveOsUser } from '../src/engine/exec';
+import { PgInstalls } from '../src/engine/pgInstalls';
+import { testBinDirs } from './support/pg';
 import { startControlDb } from '../src/stack/controlDb';
 import { startTemporalServer } from '../src/stack/temporalServer';
 import { isPortFree } from '../src/engine/ports';
@@ -53,7 +55,8 @@ export default async function globalSetup() {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lampion-test-'));
   fs.chmodSync(root, 0o711);
   const pgOsUser = process.env.LAMPION_PG_OS_USER ?? (process.getuid?.() === 0 ? 'lampion' : undefined);
-  const pg = { binDir: process.env.LAMPION_PG_BINDIR ?? '/usr/lib/postgresql/15/bin', user: resolveOsUser(pgOsUser) };
+  const user = resolveOsUser(pgOsUser);
+  const pg = new PgInstalls(testBinDirs().map((i) => ({ ...i, user })));
   // A random start: suites of several checkouts on one machine race for the first free port.
   const jitter = () => Math.floor(Math.random() * 400);
   const [controlPort, temporalPort] = [await freePort(25432 + jitter()), await freePort(27233 + jitter())];

@@ -73,7 +73,7 @@ describe('pgSettingsForCu', () => {
   });
   it('renders into postgresql.conf syntax', () => {
     const conf = renderRuntimeConf(
-      { binDir: '/usr/lib/postgresql/15/bin' },
+      { major: 15, binDir: '/usr/lib/postgresql/15/bin' },
       { port: 5500, socketDir: '/tmp/s', walArchiveDir: '/tmp/w', extra: pgSettingsForCu(2) },
     );
     expect(conf).toContain("shared_buffers = '1024MB'");

@@ -16,6 +16,8 @@ export interface ProjectRecordsInput {
   orgId: string;
   name: string;
   region: string;
+  /** The Postgres major of the project; every branch keeps it. */
+  pgVersion: number;
   branchId: string;
   endpointId: string;
   hostId: string;
@@ -124,7 +126,7 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       await db.transaction().execute(async (tx) => {
         await tx
           .insertInto('projects')
-          .values({ id: i.projectId, org_id: i.orgId, name: i.name, region: i.region, status: 'provisioning' })
+          .values({ id: i.projectId, org_id: i.orgId, name: i.name, region: i.region, pg_version: i.pgVersion, status: 'provisioning' })
           .onConflict((oc) => oc.column('id').doNothing())
           .execute();
         await insertBranchWithEndpoint(tx, { ...i, name: 'main', isPrimary: true, parentBranchId: null, passwordSealed: sealed });

@@ -55,8 +55,8 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
       }
     },
 
-    async createRootBranchData(branchId: string): Promise<{ driver: StorageDriver }> {
-      return engine.createRootBranchData(branchId);
+    async createRootBranchData(i: { branchId: string; pgVersion: number }): Promise<{ driver: StorageDriver }> {
+      return engine.createRootBranchData(i.branchId, i.pgVersion);
     },
 
     async removeBranchData(branchId: string): Promise<void> {

@@ -133,6 +133,12 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('operations_running_idx').on('operations').columns(['status', 'updated_at']).execute();
     },
   },
+  '0004_pg_version': {
+    async up(db) {
+      // Every project before this migration runs Postgres 15.
+      await db.schema.alterTable('projects').addColumn('pg_version', 'integer', (c) => c.notNull().defaultTo(15)).execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -32,6 +32,8 @@ export interface ProjectsTable {
   org_id: string;
   name: string;
   region: string;
+  /** The Postgres major of every branch of the project (a branch keeps its parent's). */
+  pg_version: ColumnType<number, number | undefined, never>;
   status: ProjectStatus;
   created_at: Timestamp;
   updated_at: Timestamp;

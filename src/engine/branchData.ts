@@ -3,7 +3,8 @@ import { promises as fsp } from 'node:fs';
 import type { HostLayout } from './layout';
 import { ensureOwnedDir, exists, writeFileAtomic } from './fs';
 import { createDataDir, removeDataDir, StorageDriver } from './storage';
-import { PgInstall, initCluster, isRunning } from './cluster';
+import { initCluster, isRunning } from './cluster';
+import type { PgInstalls } from './pgInstalls';
 import { forkDataDir } from './fork';
 import { killGroup, groupAlive, LongRunOptions } from './exec';
 
@@ -37,20 +38,21 @@ export class BranchData {
 
   constructor(
     readonly layout: HostLayout,
-    readonly pg: PgInstall,
+    readonly pgs: PgInstalls,
     readonly driver: () => Promise<StorageDriver>,
   ) {}
 
-  /** A fresh cluster for a root branch: a finished initdb is kept, a partial one redone. */
-  async createRoot(branchId: string): Promise<{ driver: StorageDriver }> {
+  /** A fresh cluster of that major for a root branch: a finished initdb is kept, a partial one redone. */
+  async createRoot(branchId: string, major: number): Promise<{ driver: StorageDriver }> {
     const dir = this.layout.branchDataDir(branchId);
     const driver = await this.driver();
     if (await exists(path.join(dir, INIT_MARKER))) return { driver };
+    const pg = this.pgs.get(major);
     await removeDataDir(dir);
-    await createDataDir(dir, driver, this.pg.user);
-    await initCluster(this.pg, dir);
+    await createDataDir(dir, driver, pg.user);
+    await initCluster(pg, dir);
     await fsp.writeFile(path.join(dir, INIT_MARKER), '');
-    await ensureOwnedDir(this.layout.walArchiveDir(branchId), this.pg.user);
+    await ensureOwnedDir(this.layout.walArchiveDir(branchId), pg.user);
     return { driver };
   }
 
@@ -106,14 +108,16 @@ export class BranchData {
     await removeDataDir(dir);
     const parentDir = this.layout.branchDataDir(parentBranchId);
     const driver = await this.driver();
-    const running = await isRunning(this.pg, parentDir);
+    // The child is the parent's major: its data is the parent's, PG_VERSION included.
+    const pg = await this.pgs.forDataDir(parentDir);
+    const running = await isRunning(pg, parentDir);
     if (running && !parentEndpoint) {
       throw new Error(`branch ${parentBranchId} is running: forking it needs its endpoint (id and port)`);
     }
     const lockFile = this.copyLockFile(childBranchId);
     try {
       const { lsn } = await forkDataDir(
-        this.pg,
+        pg,
         driver,
         {
           dataDir: parentDir,
@@ -124,9 +128,9 @@ export class BranchData {
         dir,
         { signal: long.signal, onSpawn: (pgid) => writeFileAtomic(lockFile, JSON.stringify({ pgid }), undefined) },
       );
-      await ensureOwnedDir(this.layout.walArchiveDir(childBranchId), this.pg.user);
+      await ensureOwnedDir(this.layout.walArchiveDir(childBranchId), pg.user);
       const marker: ForkMarker = { branchId: childBranchId, parentBranchId, driver, lsn };
-      await writeFileAtomic(markerFile, JSON.stringify(marker), this.pg.user);
+      await writeFileAtomic(markerFile, JSON.stringify(marker), pg.user);
       return { driver, lsn };
     } finally {
       await fsp.rm(lockFile, { force: true });

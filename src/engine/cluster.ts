@@ -7,6 +7,8 @@ import { postmasterPid, postmasterStatus, processEnded } from './postmaster';
 
 /** Where the Postgres binaries are and who runs them. */
 export interface PgInstall {
+  /** The major (15, 18): what PG_VERSION of its data dirs says. */
+  major: number;
   binDir: string;
   user?: OsUser;
   /** Absolute path of lampion_guard.so, when built; see src/engine/guard. */

@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { HostLayout } from './layout';
 import { ensureOwnedDir } from './fs';
 import { detectDriver, StorageDriver } from './storage';
-import { PgInstall, writeRuntimeConf, writeHba, startCluster, stopCluster, reloadCluster, isRunning } from './cluster';
+import { writeRuntimeConf, writeHba, startCluster, stopCluster, reloadCluster, isRunning } from './cluster';
 import { KeyedLock } from './keyedLock';
 import { CgroupLimiter } from './cgroups';
 import { clearStaleSocketLock, postmasterPid, processTree } from './postmaster';
@@ -12,6 +12,7 @@ import { PortRegistry } from './portRegistry';
 import { bootstrapRoles, hasClientSessions } from './roles';
 import { pgSettingsForCu, resourceLimitsForCu } from '../domain/sizing';
 import type { LongRunOptions } from './exec';
+import type { PgInstalls } from './pgInstalls';
 
 export interface EndpointSpec {
   endpointId: string;
@@ -40,20 +41,20 @@ export class HostEngine {
 
   constructor(
     readonly layout: HostLayout,
-    readonly pg: PgInstall,
+    readonly pgs: PgInstalls,
     readonly driverOverride?: StorageDriver,
     /** Per-endpoint CPU and memory limits; a no-op limiter where the host has no usable cgroups. */
     readonly limiter: CgroupLimiter = new CgroupLimiter({ version: 'none', writable: false, reason: 'not configured' }),
     portRange: { min: number; max: number } = { min: 56000, max: 56999 },
   ) {
-    this.branches = new BranchData(layout, pg, () => this.driver());
+    this.branches = new BranchData(layout, pgs, () => this.driver());
     this.ports = new PortRegistry(layout, portRange);
   }
 
   async prepare(): Promise<void> {
     await fsp.mkdir(this.layout.dataDir, { recursive: true });
     for (const dir of [this.layout.branchesDir, this.layout.endpointsDir, this.layout.walDir]) {
-      await ensureOwnedDir(dir, this.pg.user, 0o711);
+      await ensureOwnedDir(dir, this.pgs.user, 0o711);
     }
   }
 
@@ -61,8 +62,13 @@ export class HostEngine {
     return detectDriver(this.layout.branchesDir, this.driverOverride);
   }
 
-  createRootBranchData(branchId: string): Promise<{ driver: StorageDriver }> {
-    return this.branches.createRoot(branchId);
+  createRootBranchData(branchId: string, major: number): Promise<{ driver: StorageDriver }> {
+    return this.branches.createRoot(branchId, major);
+  }
+
+  /** The install that runs the branch's data dir (its PG_VERSION). */
+  pgFor(branchId: string) {
+    return this.pgs.forDataDir(this.layout.branchDataDir(branchId));
   }
 
   forkBranchData(
@@ -109,20 +115,21 @@ export class HostEngine {
   private async startEndpointLocked(spec: EndpointSpec, onReady: () => void): Promise<{ limitsEnforced: boolean }> {
     const dataDir = this.layout.branchDataDir(spec.branchId);
     const socketDir = this.layout.socketDir(spec.endpointId);
-    const hbaChanged = await writeHba(this.pg, dataDir);
-    if (await isRunning(this.pg, dataDir)) {
+    const pg = await this.pgFor(spec.branchId);
+    const hbaChanged = await writeHba(pg, dataDir);
+    if (await isRunning(pg, dataDir)) {
       // Survived a platform restart with an older pg_hba.conf: reload so the proxy's socket route works.
-      if (hbaChanged) await reloadCluster(this.pg, dataDir);
+      if (hbaChanged) await reloadCluster(pg, dataDir);
     } else {
-      await ensureOwnedDir(this.layout.endpointDir(spec.endpointId), this.pg.user);
+      await ensureOwnedDir(this.layout.endpointDir(spec.endpointId), pg.user);
       await fsp.mkdir(path.dirname(socketDir), { recursive: true });
-      await ensureOwnedDir(socketDir, this.pg.user);
+      await ensureOwnedDir(socketDir, pg.user);
       await clearStaleSocketLock(socketDir, spec.port);
-      await ensureOwnedDir(this.layout.walArchiveDir(spec.branchId), this.pg.user);
-      await writeRuntimeConf(this.pg, dataDir, this.runtimeSettings(spec));
+      await ensureOwnedDir(this.layout.walArchiveDir(spec.branchId), pg.user);
+      await writeRuntimeConf(pg, dataDir, this.runtimeSettings(spec));
       // Outside its groups, the start has the host's CPUs: recovery under a 0.25 vCPU quota
       // would be 4x slower. The quota applies from the move just after.
-      await startCluster(this.pg, dataDir, this.layout.endpointLogFile(spec.endpointId));
+      await startCluster(pg, dataDir, this.layout.endpointLogFile(spec.endpointId));
     }
     this.expected.set(spec.branchId, spec);
     onReady();
@@ -150,9 +157,10 @@ export class HostEngine {
   resizeEndpoint(spec: EndpointSpec): Promise<{ limitsEnforced: boolean }> {
     return this.computeLock.run(spec.branchId, async () => {
       const dataDir = this.layout.branchDataDir(spec.branchId);
-      if (!(await isRunning(this.pg, dataDir))) return { limitsEnforced: this.limiter.enforced };
-      await writeRuntimeConf(this.pg, dataDir, this.runtimeSettings(spec));
-      await reloadCluster(this.pg, dataDir);
+      const pg = await this.pgFor(spec.branchId);
+      if (!(await isRunning(pg, dataDir))) return { limitsEnforced: this.limiter.enforced };
+      await writeRuntimeConf(pg, dataDir, this.runtimeSettings(spec));
+      await reloadCluster(pg, dataDir);
       return this.applyLimits(spec);
     });
   }
@@ -165,7 +173,10 @@ export class HostEngine {
   stopEndpoint(spec: Pick<EndpointSpec, 'branchId'> & { endpointId?: string }): Promise<void> {
     return this.computeLock.run(spec.branchId, async () => {
       this.expected.delete(spec.branchId);
-      await stopCluster(this.pg, this.layout.branchDataDir(spec.branchId));
+      const dataDir = this.layout.branchDataDir(spec.branchId);
+      // A data dir that never got its PG_VERSION (a failed initdb or fork) has nothing running.
+      const pg = await this.pgFor(spec.branchId).catch(() => undefined);
+      if (pg) await stopCluster(pg, dataDir);
       if (spec.endpointId) await this.limiter.remove(spec.endpointId);
     });
   }
@@ -176,8 +187,9 @@ export class HostEngine {
     await fsp.rm(this.layout.socketDir(endpointId), { recursive: true, force: true });
   }
 
-  endpointRunning(spec: Pick<EndpointSpec, 'branchId'>): Promise<boolean> {
-    return isRunning(this.pg, this.layout.branchDataDir(spec.branchId));
+  async endpointRunning(spec: Pick<EndpointSpec, 'branchId'>): Promise<boolean> {
+    const pg = await this.pgFor(spec.branchId).catch(() => undefined);
+    return pg ? isRunning(pg, this.layout.branchDataDir(spec.branchId)) : false;
   }
 
   /**
@@ -213,7 +225,7 @@ export class HostEngine {
   }
 
   async bootstrapRoles(spec: EndpointSpec, password: string): Promise<{ createRole: boolean }> {
-    const createRole = Boolean(this.pg.guardLibrary);
+    const createRole = Boolean((await this.pgFor(spec.branchId)).guardLibrary);
     await bootstrapRoles(this.layout.socketDir(spec.endpointId), spec.port, password, createRole);
     return { createRole };
   }

@@ -1,8 +1,9 @@
 import path from 'node:path';
 import fs from 'node:fs';
 import { promises as fsp } from 'node:fs';
-import { PgInstall, initCluster, startCluster, stopCluster, writeRuntimeConf, withSystemClient } from '../engine/cluster';
+import { initCluster, startCluster, stopCluster, writeRuntimeConf, withSystemClient } from '../engine/cluster';
 import { ensureOwnedDir, exists } from '../engine/fs';
+import { dataDirMajor, PgInstalls } from '../engine/pgInstalls';
 import { generatePassword } from '../domain/secrets';
 
 export interface ControlDb {
@@ -14,15 +15,18 @@ export interface ControlDb {
  * The embedded control-plane cluster: its own initdb'd directory under the data dir, a
  * password login for the platform over loopback. Used when DATABASE_URL is not set.
  */
-export async function startControlDb(pg: PgInstall, dataDir: string, port: number, database = 'lampion'): Promise<ControlDb> {
+export async function startControlDb(pgs: PgInstalls, dataDir: string, port: number, database = 'lampion'): Promise<ControlDb> {
   const root = path.join(dataDir, 'control');
   const pgdata = path.join(root, 'pgdata');
+  const initialized = await exists(path.join(pgdata, '.lampion-initialized'));
+  // A cluster keeps the major it was made with; a new one gets the newest.
+  const pg = initialized ? pgs.get(await dataDirMajor(pgdata)) : pgs.newest;
   const sock = path.join(root, 'sock');
   const pwFile = path.join(root, 'password');
   await fsp.mkdir(dataDir, { recursive: true });
   await ensureOwnedDir(root, pg.user, 0o711);
   await ensureOwnedDir(sock, pg.user);
-  if (!(await exists(path.join(pgdata, '.lampion-initialized')))) {
+  if (!initialized) {
     await fsp.rm(pgdata, { recursive: true, force: true });
     await ensureOwnedDir(pgdata, pg.user);
     await initCluster(pg, pgdata);

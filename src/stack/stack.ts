@@ -9,7 +9,8 @@ import { Config, ConfigError } from '../config';
 import { createDb, Db, migrateToLatest } from '../db';
 import { bootstrapAccess } from '../db/apiKeys';
 import { resolveOsUser } from '../engine/exec';
-import { PgInstall, SYSTEM_ROLE } from '../engine/cluster';
+import { SYSTEM_ROLE } from '../engine/cluster';
+import { PgInstalls } from '../engine/pgInstalls';
 import { HostEngine } from '../engine/host';
 import { HostLayout } from '../engine/layout';
 import { canConnect, isPortFree } from '../engine/ports';
@@ -40,26 +41,27 @@ export interface Roles {
 
 export const ALL_ROLES: Roles = { api: true, worker: true, proxy: true };
 
-/** lampion_guard.so as built by scripts/build-guard.sh, when present. */
-function defaultGuardLibrary(): string | undefined {
+/** dist/pg, where scripts/build-guard.sh puts <major>/lampion_guard.so. */
+function defaultGuardDir(): string | undefined {
   let dir = __dirname;
   for (let i = 0; i < 5; i++) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) {
-      const so = path.join(dir, 'dist', 'pg', 'lampion_guard.so');
-      return fs.existsSync(so) ? so : undefined;
-    }
+    if (fs.existsSync(path.join(dir, 'package.json'))) return path.join(dir, 'dist', 'pg');
     dir = path.dirname(dir);
   }
   return undefined;
 }
 
 /**
- * Computes load the guard as the compute user, who may not be able to read the repository (a
- * clone under a 0700 home); the data dir is reachable by that user by construction.
+ * The major's guard, when built. Computes load it as the compute user, who may not be able to
+ * read the repository (a clone under a 0700 home); the data dir is reachable by that user by
+ * construction, so it is copied there.
  */
-function installGuardLibrary(source: string, dataDir: string): string {
-  const dir = path.join(dataDir, 'lib');
+function installGuardLibrary(guardDir: string | undefined, major: number, dataDir: string): string | undefined {
+  const source = guardDir && path.join(guardDir, String(major), 'lampion_guard.so');
+  if (!source || !fs.existsSync(source)) return undefined;
+  const dir = path.join(dataDir, 'lib', String(major));
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  fs.chmodSync(path.dirname(dir), 0o755);
   const target = path.join(dir, 'lampion_guard.so');
   const stale = !fs.existsSync(target) || fs.statSync(target).mtimeMs < fs.statSync(source).mtimeMs;
   if (stale) {
@@ -142,18 +144,17 @@ export class Stack {
     fs.mkdirSync(c.dataDir, { recursive: true });
     // Before anything touches branch data: it may live on a btrfs image mounted here.
     if (this.roles.worker) this.cowVolume = await mountCowVolume(c, this.logger);
-    const guard = c.guardLibrary ?? defaultGuardLibrary();
-    const pg: PgInstall = {
-      binDir: c.pgBinDir,
-      user: resolveOsUser(c.pgOsUser),
-      guardLibrary: guard ? installGuardLibrary(guard, c.dataDir) : undefined,
-    };
+    const guardDir = c.guardDir ?? defaultGuardDir();
+    const user = resolveOsUser(c.pgOsUser);
+    const pgs = new PgInstalls(
+      c.pgInstalls.map(({ major, binDir }) => ({ major, binDir, user, guardLibrary: installGuardLibrary(guardDir, major, c.dataDir) })),
+    );
     const secretKey = loadSecretKey(c);
 
     if (!c.databaseUrl) {
       const running = fs.existsSync(path.join(c.dataDir, 'control', 'pgdata', 'postmaster.pid'));
       if (!running) await assertPortFree(c.controlDbPort, 'LAMPION_CONTROL_DB_PORT', '127.0.0.1');
-      this.controlDb = await startControlDb(pg, c.dataDir, c.controlDbPort);
+      this.controlDb = await startControlDb(pgs, c.dataDir, c.controlDbPort);
     }
     this.db = createDb(c.databaseUrl ?? this.controlDb!.url);
     await migrateToLatest(this.db);
@@ -183,7 +184,7 @@ export class Stack {
     if (embedded) setAvailability(client, () => (embedded.up() ? undefined : 'embedded Temporal is restarting'));
     await ensureNamespace(connection, c.temporalNamespace);
 
-    this.engine = new HostEngine(new HostLayout(c.dataDir), pg, c.storageDriver, this.roles.worker ? await CgroupLimiter.create() : undefined, {
+    this.engine = new HostEngine(new HostLayout(c.dataDir), pgs, c.storageDriver, this.roles.worker ? await CgroupLimiter.create() : undefined, {
       min: c.computePortMin,
       max: c.computePortMax,
     });

@@ -31,7 +31,7 @@ export async function createProject(input: CreateProjectInput): Promise<CreatePr
       },
       () => h.removeEndpointFiles(input.endpointId),
     );
-    const { driver } = await saga.runGuarded('init_cluster', () => h.createRootBranchData(input.branchId), () => h.removeBranchData(input.branchId));
+    const { driver } = await saga.runGuarded('init_cluster', () => h.createRootBranchData({ branchId: input.branchId, pgVersion: input.pgVersion }), () => h.removeBranchData(input.branchId));
     const { spec, passwordSealed } = await catalog.endpointSpec(input.endpointId);
     const { limitsEnforced } = await saga.runGuarded('start_compute', () => h.startEndpoint(spec), async () => {
       await h.stopEndpoint({ endpointId: input.endpointId, branchId: input.branchId });

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import path from 'node:path';
+import { clientBin } from './pg';
 
 export interface ProcResult {
   code: number;
@@ -18,7 +18,7 @@ function exec(file: string, args: string[], env: NodeJS.ProcessEnv = {}): Promis
 
 /** The real psql, with the connection string exactly as the API gave it. */
 export function psql(connectionString: string, sql: string): Promise<ProcResult> {
-  const bin = path.join(process.env.LAMPION_PG_BINDIR ?? '/usr/lib/postgresql/15/bin', 'psql');
+  const bin = clientBin('psql');
   return exec(bin, ['-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', connectionString, '-c', sql], { PGCONNECT_TIMEOUT: '10' });
 }
 

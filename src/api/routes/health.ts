@@ -3,6 +3,7 @@ import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
 import { defineRoute } from '../route';
 import type { ApiDeps } from '../deps';
+import '../zod';
 
 /** Each probe gets this long; /health answers within it even when a component hangs. */
 export const PROBE_TIMEOUT_MS = 1300;
@@ -25,7 +26,14 @@ export function registerHealthRoutes(router: Router, registry: OpenAPIRegistry, 
     tags: ['Health'],
     action: null,
     responses: {
-      200: { description: 'Every component is up', schema: z.object({ status: z.enum(['ok', 'degraded']), components: z.record(z.string(), component) }) },
+      200: {
+        description: 'Every component is up',
+        schema: z.object({
+          status: z.enum(['ok', 'degraded']),
+          components: z.record(z.string(), component),
+          postgres: z.object({ versions: z.array(z.number().int()), default: z.number().int() }).openapi({ description: 'Postgres majors a project can choose (pg_version)' }),
+        }),
+      },
       503: { description: 'A component is down' },
     },
     handler: async (ctx) => {
@@ -41,7 +49,8 @@ export function registerHealthRoutes(router: Router, registry: OpenAPIRegistry, 
       const components = Object.fromEntries(entries);
       const ok = entries.every(([, c]) => c.status !== 'down');
       ctx.status = ok ? 200 : 503;
-      ctx.body = { status: ok ? 'ok' : 'degraded', components };
+      const versions = deps.config.pgInstalls.map((i) => i.major);
+      ctx.body = { status: ok ? 'ok' : 'degraded', components, postgres: { versions, default: versions[versions.length - 1] } };
     },
   });
 }

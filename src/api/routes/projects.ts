@@ -21,6 +21,12 @@ const projectName = resourceName(/^[\p{L}\p{N}][\p{L}\p{N} _.-]*$/u, 'letters, d
 
 export function registerProjectRoutes(router: Router, registry: OpenAPIRegistry, deps: ApiDeps) {
   const region = z.enum(deps.config.regions as [string, ...string[]], { message: `unknown region; one of: ${deps.config.regions.join(', ')}` });
+  const majors = deps.config.pgInstalls.map((i) => i.major);
+  const newestMajor = majors[majors.length - 1];
+  const pgVersion = z
+    .number()
+    .int()
+    .refine((v) => majors.includes(v), { message: `unsupported Postgres major; this platform runs ${majors.join(', ')}` });
 
   defineRoute(router, registry, deps, {
     method: 'get',
@@ -42,7 +48,13 @@ export function registerProjectRoutes(router: Router, registry: OpenAPIRegistry,
     summary: 'Create a project: a Postgres cluster, its main branch and a running endpoint',
     tags: ['Projects'],
     action: 'project.create',
-    body: z.object({ name: projectName, region: region.default(deps.config.regions[0]) }).strict(),
+    body: z
+      .object({
+        name: projectName,
+        region: region.default(deps.config.regions[0]),
+        pg_version: pgVersion.default(newestMajor).openapi({ description: `Postgres major; installed here: ${majors.join(', ')}` }),
+      })
+      .strict(),
     responses: {
       201: { description: 'Created; the password is shown only here', schema: createdProjectSchema },
       202: { description: 'Still provisioning; poll the operation', schema: projectAcceptedSchema },
@@ -57,6 +69,7 @@ export function registerProjectRoutes(router: Router, registry: OpenAPIRegistry,
         orgId: auth.orgId,
         name: body.name,
         region: body.region,
+        pgVersion: body.pg_version,
         hostId: deps.config.hostId,
       });
       if (!outcome.done) return answerAccepted(ctx, projectId, outcome.operationId, { status: 'running', project_id: projectId });

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import '../zod';
 import type { BranchListRow } from '../../db/queries/branches';
-import type { EndpointRow } from '../../db';
+import type { EndpointListRow } from '../../db/queries/endpoints';
 import type { BranchResult } from '../../workflows/branches';
 import { endpointView, PublicAccess } from './endpoints';
 
@@ -12,6 +12,7 @@ export const branchSchema = z
     is_primary: z.boolean(),
     parent_id: z.string().nullable(),
     parent_lsn: z.string().nullable(),
+    pg_version: z.number().int(),
     status: z.enum(['provisioning', 'ready', 'resetting', 'deleting']),
     protected: z.boolean(),
     ttl_hours: z.number().nullable(),
@@ -45,6 +46,7 @@ export function branchView(b: BranchListRow) {
     is_primary: b.is_primary,
     parent_id: b.parent_id,
     parent_lsn: b.parent_lsn,
+    pg_version: b.pg_version,
     status: b.status,
     protected: b.protected,
     ttl_hours: b.ttl_hours,
@@ -56,7 +58,7 @@ export function branchView(b: BranchListRow) {
 }
 
 /** Branch, its compute and what the operation did: the answer to create and reset. */
-export function branchWithComputeView(b: BranchListRow, ep: EndpointRow, access: PublicAccess, result: BranchResult, operationId: string) {
+export function branchWithComputeView(b: BranchListRow, ep: EndpointListRow, access: PublicAccess, result: BranchResult, operationId: string) {
   const e = endpointView(ep, access);
   return {
     ...branchView(b),

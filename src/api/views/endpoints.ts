@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import '../zod';
-import type { EndpointRow } from '../../db';
+import type { EndpointListRow } from '../../db/queries/endpoints';
 import { USER_ROLE } from '../../domain/roles';
 import { proxyConnectionString } from '../../domain/connectionString';
 
@@ -9,6 +9,7 @@ export const endpointSchema = z
     id: z.string(),
     project_id: z.string(),
     branch_id: z.string(),
+    pg_version: z.number().int(),
     status: z.enum(['provisioning', 'running', 'suspended', 'deleting']),
     host: z.string(),
     port: z.number(),
@@ -42,11 +43,12 @@ export function connectionFields(endpointId: string, a: PublicAccess) {
     : {};
 }
 
-export function endpointView(ep: EndpointRow, access: PublicAccess) {
+export function endpointView(ep: EndpointListRow, access: PublicAccess) {
   return {
     id: ep.id,
     project_id: ep.project_id,
     branch_id: ep.branch_id,
+    pg_version: ep.pg_version,
     status: ep.status,
     host: access.host,
     port: access.port,

@@ -8,7 +8,7 @@ function branchQuery(db: Db, orgId: string, projectId: string) {
     .innerJoin('projects', 'projects.id', 'branches.project_id')
     .leftJoin('endpoints', 'endpoints.branch_id', 'branches.id')
     .selectAll('branches')
-    .select(['endpoints.id as compute_id'])
+    .select(['endpoints.id as compute_id', 'projects.pg_version'])
     .where('branches.project_id', '=', projectId)
     .where('projects.org_id', '=', orgId);
 }

@@ -1,20 +1,30 @@
 import { sql } from 'kysely';
 import type { Db, EndpointRow } from '..';
 
+/** Endpoints with their project's Postgres major. */
+function endpointQuery(db: Db) {
+  return db.selectFrom('endpoints').innerJoin('projects', 'projects.id', 'endpoints.project_id').selectAll('endpoints').select('projects.pg_version');
+}
+
+export type EndpointListRow = EndpointRow & { pg_version: number };
+
 /** The org's endpoint in the project, or undefined. */
-export function findEndpoint(db: Db, orgId: string, projectId: string, endpointId: string): Promise<EndpointRow | undefined> {
-  return db
-    .selectFrom('endpoints')
-    .innerJoin('projects', 'projects.id', 'endpoints.project_id')
-    .selectAll('endpoints')
+export function findEndpoint(db: Db, orgId: string, projectId: string, endpointId: string): Promise<EndpointListRow | undefined> {
+  return endpointQuery(db)
     .where('endpoints.id', '=', endpointId)
     .where('endpoints.project_id', '=', projectId)
     .where('projects.org_id', '=', orgId)
     .executeTakeFirst();
 }
 
-export function listEndpoints(db: Db, projectId: string, page: { limit: number; offset: number }): Promise<EndpointRow[]> {
-  return db.selectFrom('endpoints').selectAll().where('project_id', '=', projectId).orderBy('created_at').orderBy('id').limit(page.limit).offset(page.offset).execute();
+export function listEndpoints(db: Db, projectId: string, page: { limit: number; offset: number }): Promise<EndpointListRow[]> {
+  return endpointQuery(db)
+    .where('endpoints.project_id', '=', projectId)
+    .orderBy('endpoints.created_at')
+    .orderBy('endpoints.id')
+    .limit(page.limit)
+    .offset(page.offset)
+    .execute();
 }
 
 export async function countEndpoints(db: Db, projectId: string): Promise<number> {
@@ -23,8 +33,8 @@ export async function countEndpoints(db: Db, projectId: string): Promise<number>
 }
 
 /** An endpoint by id alone: for shaping the answer of an operation the caller already scoped. */
-export function endpointById(db: Db, endpointId: string): Promise<EndpointRow | undefined> {
-  return db.selectFrom('endpoints').selectAll().where('id', '=', endpointId).executeTakeFirst();
+export function endpointById(db: Db, endpointId: string): Promise<EndpointListRow | undefined> {
+  return endpointQuery(db).where('endpoints.id', '=', endpointId).executeTakeFirst();
 }
 
 export async function updateEndpointSettings(db: Db, endpointId: string, s: { autoSuspendSeconds: number; minCu: number | null; maxCu: number | null }): Promise<void> {

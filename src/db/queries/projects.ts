@@ -11,6 +11,7 @@ export function projectQuery(db: Db, orgId: string) {
       'projects.id',
       'projects.name',
       'projects.region',
+      'projects.pg_version',
       'projects.status',
       'projects.created_at',
       'projects.updated_at',
