@@ -95,7 +95,27 @@ describe('compute runtime settings', () => {
     expect(conf).toContain("shared_preload_libraries = 'pg_stat_statements,/opt/lampion_guard.so'");
     expect(conf).toContain("recovery_init_sync_method = 'syncfs'");
     expect(conf).toContain("wal_level = 'replica'");
-    // A quote in a path can neither end the conf string nor the shell word.
-    expect(conf).toContain(`archive_command = 'test ! -f ''/d/wal/br-1''\\\\''''x''/%f`);
+    // Postgres's own basic_archive, no shell command; a quote in a path cannot end the conf string.
+    expect(conf).toContain("archive_library = 'basic_archive'");
+    expect(conf).toContain("basic_archive.archive_directory = '/d/wal/br-1''x'");
+    expect(conf).not.toContain('archive_command');
+  });
+});
+
+describe('LSN math', () => {
+  const { compareLsn, normalizeLsn, walFileName, isLsn } = jest.requireActual('../src/domain/lsn') as typeof import('../src/domain/lsn');
+  it('orders LSNs numerically, not as text', () => {
+    expect(compareLsn('0/9FFFFFF', '0/A000000')).toBe(-1);
+    expect(compareLsn('1/0', '0/FFFFFFFF')).toBe(1);
+    expect(compareLsn('16/b374d848', '16/B374D848')).toBe(0);
+    expect(normalizeLsn('0016/00B374D8')).toBe('16/B374D8');
+  });
+  it('names the WAL file that holds an LSN as pg_walfile_name does', () => {
+    expect(walFileName(1, '0/16EF4E8')).toBe('000000010000000000000001');
+    expect(walFileName(2, '1/FF000000')).toBe('0000000200000001000000FF');
+    expect(walFileName(1, '0/20208B0')).toBe('000000010000000000000002');
+  });
+  it('refuses what is not an LSN', () => {
+    for (const bad of ['', '0', '0/', '/1', '0/1/2', 'G/1', '0/123456789', "0/1'; DROP"]) expect(isLsn(bad)).toBe(false);
   });
 });

@@ -122,10 +122,10 @@ describe.each<StorageDriver>(['btrfs', 'copy'])('fork on the %s driver', (driver
     const st = fs.statSync(dir);
     expect(st.mode & 0o777).toBe(0o700);
     expect(st.uid).toBe(pg.user?.uid ?? process.getuid!());
-    expect(fs.existsSync(engine.layout.walArchiveDir('br-a'))).toBe(true);
     expect(isSubvolume(dir)).toBe(driver === 'btrfs');
 
     await start('br-a');
+    expect(fs.existsSync(engine.layout.walArchiveDir('br-a'))).toBe(true);
     expect(await engine.endpointRunning({ branchId: 'br-root' })).toBe(true);
     expect((await sql<{ n: string }>('br-a', 'SELECT count(*) AS n FROM t'))[0].n).toBe('1001');
     expect(await names('br-a')).toEqual(['before-fork']);
@@ -143,7 +143,7 @@ describe.each<StorageDriver>(['btrfs', 'copy'])('fork on the %s driver', (driver
   maybe('is idempotent: a finished fork is kept, a partial one redone', async () => {
     const first = JSON.parse(fs.readFileSync(path.join(dataDir('br-a'), '.lampion-fork'), 'utf8'));
     const again = await engine.forkBranchData('br-root', 'br-a', endpoints.get('br-root'));
-    expect(again).toEqual({ driver, lsn: first.lsn });
+    expect(again).toEqual({ driver, lsn: first.lsn, historyId: first.historyId });
     expect(await names('br-a')).toEqual(['before-fork', 'child-only']);
 
     // A crash mid-fork: the dir exists but carries no marker of its own.

@@ -3,10 +3,11 @@ import { promises as fsp } from 'node:fs';
 import type { HostLayout } from './layout';
 import { ensureOwnedDir, exists, writeFileAtomic } from './fs';
 import { createDataDir, removeDataDir, StorageDriver } from './storage';
-import { initCluster, isRunning } from './cluster';
+import { initCluster, isRunning, RecoverySettings } from './cluster';
 import type { PgInstalls } from './pgInstalls';
 import { forkDataDir } from './fork';
-import { killGroup, groupAlive, LongRunOptions } from './exec';
+import { readHistoryId, startHistory } from './walArchive';
+import { killGroup, groupAlive, LongRunOptions, OsUser } from './exec';
 
 /** Written last into a forked data dir; names its branch because a fork inherits its parent's. */
 const FORK_MARKER = '.lampion-fork';
@@ -17,6 +18,39 @@ interface ForkMarker {
   parentBranchId: string;
   driver: StorageDriver;
   lsn: string;
+  historyId?: string;
+}
+
+export interface ForkResult {
+  driver: StorageDriver;
+  lsn: string;
+  /** The history the new data dir writes (its WAL archive directory). */
+  historyId: string;
+}
+
+/** What a fork copies: a branch's data dir (running or not) or a base backup. */
+interface ForkOrigin {
+  label: string;
+  dataDir: string;
+  endpoint?: { endpointId: string; port: number };
+}
+
+/**
+ * Recovery the data dir does at its next start: recovery.signal plus the settings, which the
+ * engine adds to the runtime configuration as long as recovery.signal is there (Postgres removes
+ * it when it promotes).
+ */
+const RECOVERY_FILE = '.lampion-recovery.json';
+
+export async function writeRecovery(dataDir: string, r: RecoverySettings, user: OsUser | undefined): Promise<void> {
+  await writeFileAtomic(path.join(dataDir, RECOVERY_FILE), JSON.stringify(r), user);
+  await writeFileAtomic(path.join(dataDir, r.primaryConninfo ? 'standby.signal' : 'recovery.signal'), '', user);
+}
+
+/** The recovery the data dir is set up for, while it still is (a signal file is there). */
+export async function pendingRecovery(dataDir: string): Promise<RecoverySettings | undefined> {
+  const signalled = (await exists(path.join(dataDir, 'recovery.signal'))) || (await exists(path.join(dataDir, 'standby.signal')));
+  return signalled ? readJson<RecoverySettings>(path.join(dataDir, RECOVERY_FILE)) : undefined;
 }
 
 async function readJson<T>(file: string): Promise<T | undefined> {
@@ -43,17 +77,18 @@ export class BranchData {
   ) {}
 
   /** A fresh cluster of that major for a root branch: a finished initdb is kept, a partial one redone. */
-  async createRoot(branchId: string, major: number): Promise<{ driver: StorageDriver }> {
+  async createRoot(branchId: string, major: number): Promise<{ driver: StorageDriver; historyId: string }> {
     const dir = this.layout.branchDataDir(branchId);
     const driver = await this.driver();
-    if (await exists(path.join(dir, INIT_MARKER))) return { driver };
+    const done = (await exists(path.join(dir, INIT_MARKER))) && (await readHistoryId(dir));
+    if (done) return { driver, historyId: done };
     const pg = this.pgs.get(major);
     await removeDataDir(dir);
     await createDataDir(dir, driver, pg.user);
     await initCluster(pg, dir);
+    const historyId = await startHistory(dir, pg.user);
     await fsp.writeFile(path.join(dir, INIT_MARKER), '');
-    await ensureOwnedDir(this.layout.walArchiveDir(branchId), pg.user);
-    return { driver };
+    return { driver, historyId };
   }
 
   /** Names the process group of a copy in progress, so a later attempt can stop it first. */
@@ -69,17 +104,29 @@ export class BranchData {
   }
 
   /** The child's data dir as a fork of the parent's, running or not. A finished fork is kept (same LSN). */
-  async fork(
+  fork(
     parentBranchId: string,
     childBranchId: string,
     parentEndpoint: { endpointId: string; port: number } | undefined,
     long: Pick<LongRunOptions, 'signal'> = {},
-  ): Promise<{ driver: StorageDriver; lsn: string }> {
+  ): Promise<ForkResult> {
     if (parentBranchId === childBranchId) throw new Error(`branch ${childBranchId} cannot be forked from itself`);
+    return this.forkFrom({ label: parentBranchId, dataDir: this.layout.branchDataDir(parentBranchId), endpoint: parentEndpoint }, childBranchId, undefined, long);
+  }
+
+  /**
+   * The child's data dir as a copy of a base backup, set to replay WAL (`recovery`) at its first
+   * start: a restore or a branch at a past point. A finished copy is kept.
+   */
+  fromBase(baseDir: string, childBranchId: string, recovery: RecoverySettings, long: Pick<LongRunOptions, 'signal'> = {}): Promise<ForkResult> {
+    return this.forkFrom({ label: `base:${path.basename(baseDir)}`, dataDir: baseDir }, childBranchId, recovery, long);
+  }
+
+  private async forkFrom(origin: ForkOrigin, childBranchId: string, recovery: RecoverySettings | undefined, long: Pick<LongRunOptions, 'signal'>): Promise<ForkResult> {
     const markerFile = path.join(this.layout.branchDataDir(childBranchId), FORK_MARKER);
     for (;;) {
       const done = await readJson<ForkMarker>(markerFile);
-      if (done?.branchId === childBranchId) return { driver: done.driver, lsn: done.lsn };
+      if (done?.branchId === childBranchId && done.historyId) return { driver: done.driver, lsn: done.lsn, historyId: done.historyId };
       await this.stopEarlierCopy(childBranchId);
       // An earlier attempt in this process (a retry after a heartbeat timeout while it still ran):
       // its copy is killed above; its own cleanup (removing the dir, the .copying file) must finish
@@ -88,7 +135,7 @@ export class BranchData {
       if (!earlier) break;
       await earlier.catch(() => undefined);
     }
-    const attempt = this.forkOnce(parentBranchId, childBranchId, parentEndpoint, long);
+    const attempt = this.forkOnce(origin, childBranchId, recovery, long);
     this.forks.set(childBranchId, attempt);
     try {
       return await attempt;
@@ -97,22 +144,16 @@ export class BranchData {
     }
   }
 
-  private async forkOnce(
-    parentBranchId: string,
-    childBranchId: string,
-    parentEndpoint: { endpointId: string; port: number } | undefined,
-    long: Pick<LongRunOptions, 'signal'>,
-  ): Promise<{ driver: StorageDriver; lsn: string }> {
+  private async forkOnce(origin: ForkOrigin, childBranchId: string, recovery: RecoverySettings | undefined, long: Pick<LongRunOptions, 'signal'>): Promise<ForkResult> {
     const dir = this.layout.branchDataDir(childBranchId);
     const markerFile = path.join(dir, FORK_MARKER);
     await removeDataDir(dir);
-    const parentDir = this.layout.branchDataDir(parentBranchId);
     const driver = await this.driver();
     // The child is the parent's major: its data is the parent's, PG_VERSION included.
-    const pg = await this.pgs.forDataDir(parentDir);
-    const running = await isRunning(pg, parentDir);
-    if (running && !parentEndpoint) {
-      throw new Error(`branch ${parentBranchId} is running: forking it needs its endpoint (id and port)`);
+    const pg = await this.pgs.forDataDir(origin.dataDir);
+    const running = await isRunning(pg, origin.dataDir);
+    if (running && !origin.endpoint) {
+      throw new Error(`${origin.label} is running: forking it needs its endpoint (id and port)`);
     }
     const lockFile = this.copyLockFile(childBranchId);
     try {
@@ -120,18 +161,20 @@ export class BranchData {
         pg,
         driver,
         {
-          dataDir: parentDir,
+          dataDir: origin.dataDir,
           running,
-          socketDir: parentEndpoint ? this.layout.socketDir(parentEndpoint.endpointId) : '',
-          port: parentEndpoint?.port ?? 0,
+          socketDir: origin.endpoint ? this.layout.socketDir(origin.endpoint.endpointId) : '',
+          port: origin.endpoint?.port ?? 0,
         },
         dir,
         { signal: long.signal, onSpawn: (pgid) => writeFileAtomic(lockFile, JSON.stringify({ pgid }), undefined) },
       );
-      await ensureOwnedDir(this.layout.walArchiveDir(childBranchId), pg.user);
-      const marker: ForkMarker = { branchId: childBranchId, parentBranchId, driver, lsn };
+      if (recovery) await writeRecovery(dir, recovery, pg.user);
+      // The fork writes a history of its own from here on; the parent's archive is not its.
+      const historyId = await startHistory(dir, pg.user);
+      const marker: ForkMarker = { branchId: childBranchId, parentBranchId: origin.label, driver, lsn, historyId };
       await writeFileAtomic(markerFile, JSON.stringify(marker), pg.user);
-      return { driver, lsn };
+      return { driver, lsn, historyId };
     } finally {
       await fsp.rm(lockFile, { force: true });
     }
@@ -158,6 +201,11 @@ export class BranchData {
     await this.stopEarlierCopy(branchId);
     await removeDataDir(this.layout.branchDataDir(branchId));
     await fsp.rm(this.layout.walArchiveDir(branchId), { recursive: true, force: true });
+    const bases = path.join(this.layout.basesDir, branchId);
+    for (const history of await fsp.readdir(bases).catch(() => [] as string[])) {
+      for (const base of await fsp.readdir(path.join(bases, history)).catch(() => [] as string[])) await removeDataDir(path.join(bases, history, base));
+    }
+    await fsp.rm(bases, { recursive: true, force: true });
   }
 
   private asideDir(branchId: string) {
@@ -165,18 +213,17 @@ export class BranchData {
   }
 
   /**
-   * Moves the branch's data dir and WAL archive out of the way (a rename, O(1) on any driver).
-   * The archive goes too: the old history does not apply to the fork that replaces it.
+   * Moves the branch's data dir out of the way (a rename, O(1) on any driver). Its history's
+   * archive and bases stay where they are: the fork that replaces it writes a new history, and
+   * the old one remains restorable (a restore to before a reset).
    */
   async setAside(branchId: string): Promise<void> {
     const dir = this.layout.branchDataDir(branchId);
     const aside = this.asideDir(branchId);
-    const wal = this.layout.walArchiveDir(branchId);
     // Both there: the aside is an earlier reset's leftover (its cleanup failed), not this reset's
     // (a retry finds the data dir already moved). Keeping it would restore stale data on failure.
     if ((await exists(aside)) && (await exists(dir))) await this.dropAside(branchId);
     if (!(await exists(aside)) && (await exists(dir))) await fsp.rename(dir, aside);
-    if (!(await exists(`${wal}.aside`)) && (await exists(wal))) await fsp.rename(wal, `${wal}.aside`);
   }
 
   async restoreAside(branchId: string): Promise<void> {
@@ -186,15 +233,9 @@ export class BranchData {
       await removeDataDir(this.layout.branchDataDir(branchId));
       await fsp.rename(aside, this.layout.branchDataDir(branchId));
     }
-    const wal = this.layout.walArchiveDir(branchId);
-    if (await exists(`${wal}.aside`)) {
-      await fsp.rm(wal, { recursive: true, force: true });
-      await fsp.rename(`${wal}.aside`, wal);
-    }
   }
 
   async dropAside(branchId: string): Promise<void> {
     await removeDataDir(this.asideDir(branchId));
-    await fsp.rm(`${this.layout.walArchiveDir(branchId)}.aside`, { recursive: true, force: true });
   }
 }

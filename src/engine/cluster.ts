@@ -52,10 +52,21 @@ export async function initCluster(pg: PgInstall, dataDir: string): Promise<void>
   await run('sync', ['-f', dataDir]);
 }
 
+/** Archive recovery on the next start: a restore (to a target LSN, then promote) or a standby. */
+export interface RecoverySettings {
+  restoreCommand: string;
+  /** Exclusive: replay stops just before the first record at or past it. */
+  targetLsn?: string;
+  /** Streams from this primary and stays read-only (a replica). */
+  primaryConninfo?: string;
+}
+
 export interface RuntimeSettings {
   port: number;
   socketDir: string;
-  walArchiveDir: string;
+  /** The history's archive directory; none = no archiving (the control cluster, replicas). */
+  walArchiveDir?: string;
+  recovery?: RecoverySettings;
   /** Extra GUCs from sizing; values are numbers or plain identifiers only. */
   extra?: Record<string, string | number>;
 }
@@ -64,17 +75,12 @@ function quoteConf(v: string): string {
   return `'${v.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 }
 
-function shellQuote(v: string): string {
-  return `'${v.replace(/'/g, `'\\''`)}'`;
-}
-
 /**
  * The settings an endpoint needs, rewritten before every start: a forked data dir inherits its
  * parent's file, and the port, socket and WAL archive belong to the endpoint and branch at hand.
  */
 export function renderRuntimeConf(pg: PgInstall, s: RuntimeSettings): string {
   const preload = ['pg_stat_statements', ...(pg.guardLibrary ? [pg.guardLibrary] : [])].join(',');
-  const archive = `test ! -f ${shellQuote(s.walArchiveDir)}/%f && cp %p ${shellQuote(s.walArchiveDir)}/%f`;
   const settings: Record<string, string | number> = {
     listen_addresses: '127.0.0.1',
     port: s.port,
@@ -86,8 +92,11 @@ export function renderRuntimeConf(pg: PgInstall, s: RuntimeSettings): string {
     max_wal_senders: 10,
     wal_keep_size: '256MB',
     hot_standby: 'on',
-    archive_mode: 'on',
-    archive_command: archive,
+    // Postgres's own basic_archive: atomic, fsynced, refuses to overwrite a segment with different content.
+    ...(s.walArchiveDir
+      ? { archive_mode: 'on', archive_library: 'basic_archive', 'basic_archive.archive_directory': s.walArchiveDir }
+      : { archive_mode: 'off' }),
+    ...(s.recovery ? recoveryGucs(s.recovery) : {}),
     // A fork starts with crash recovery; syncfs makes that start ~10x faster than walking every file.
     recovery_init_sync_method: 'syncfs',
     password_encryption: 'scram-sha-256',
@@ -97,6 +106,15 @@ export function renderRuntimeConf(pg: PgInstall, s: RuntimeSettings): string {
   };
   const lines = Object.entries(settings).map(([k, v]) => `${k} = ${typeof v === 'number' ? v : quoteConf(v)}`);
   return `# Managed by Lampion; rewritten at every start.\n${lines.join('\n')}\n`;
+}
+
+function recoveryGucs(r: RecoverySettings): Record<string, string> {
+  return {
+    restore_command: r.restoreCommand,
+    recovery_target_timeline: 'latest',
+    ...(r.targetLsn ? { recovery_target_lsn: r.targetLsn, recovery_target_inclusive: 'off', recovery_target_action: 'promote' } : {}),
+    ...(r.primaryConninfo ? { primary_conninfo: r.primaryConninfo } : {}),
+  };
 }
 
 /** Writes pg_hba.conf when it differs (data dirs made by older versions); true when it did. */
@@ -171,6 +189,25 @@ function processAlive(pid: number): boolean {
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * A restore's compute: postgres accepts (read-only) connections once consistent, and is the
+ * branch's read-write compute once replay reached its target and it promoted.
+ */
+export async function waitPromoted(socketDir: string, port: number, dataDir: string, logFile: string, timeoutMs = 3600_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const inRecovery = await withSystemClient(socketDir, port, async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0].r);
+      if (!inRecovery) return;
+    } catch (err) {
+      const pid = (await postmasterStatus(dataDir))?.pid;
+      if (pid === undefined || !processAlive(pid)) throw new CommandError('recovery', null, `postgres stopped during recovery: ${(err as Error).message}\n${await tailFile(logFile, 12)}`);
+    }
+    if (Date.now() > deadline) throw new CommandError('recovery', null, `recovery did not finish within ${timeoutMs / 1000} s\n${await tailFile(logFile, 8)}`);
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 

@@ -4,6 +4,7 @@ import { run, runLong, CommandError, LongRunOptions } from './exec';
 import { exists } from './fs';
 import { PgInstall, SYSTEM_ROLE, pgBin, withSystemClient } from './cluster';
 import { StorageDriver, removeDataDir } from './storage';
+import { LSN_PATTERN } from '../domain/lsn';
 
 export { detectDriver } from './storage';
 export type { StorageDriver } from './storage';
@@ -19,12 +20,14 @@ export interface ForkSource {
 /** Large branches take long to copy; the caller (a Temporal activity) bounds the real duration. */
 const COPY_TIMEOUT_MS = 6 * 3600_000;
 
-const LSN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
+const LSN = LSN_PATTERN;
 
 /**
  * A copy-on-write (btrfs) or full (copy) clone of a branch's data directory that can be started
  * beside the parent. The returned LSN is a lower bound of what the child contains: every
- * transaction the parent committed at or below it is in the child.
+ * transaction the parent committed at or below it is in the child. `endLsn` is an upper bound:
+ * nothing the parent wrote after it is in the child, so recovery of the copy to any target at or
+ * past it is consistent (what a base backup needs).
  */
 export async function forkDataDir(
   pg: PgInstall,
@@ -33,31 +36,63 @@ export async function forkDataDir(
   childDir: string,
   /** Cancellation and the copy's process group (for a later attempt to find it). */
   long: Pick<LongRunOptions, 'signal' | 'onSpawn'> = {},
-): Promise<{ lsn: string }> {
+): Promise<{ lsn: string; endLsn: string }> {
   if (await exists(childDir)) throw new Error(`cannot fork into ${childDir}: it already exists`);
   if (!(await exists(path.join(source.dataDir, 'PG_VERSION')))) {
     throw new Error(`cannot fork ${source.dataDir}: not a Postgres data directory`);
   }
-  // A snapshot or cp copies pg_tblspc's symlinks as they are: the child would write into the
-  // parent's tablespaces. Lampion never creates any (it takes a superuser), so refuse outright.
-  const tablespaces = await fsp.readdir(path.join(source.dataDir, 'pg_tblspc')).catch(() => [] as string[]);
-  if (tablespaces.length) throw new Error(`cannot fork ${source.dataDir}: it has tablespaces (${tablespaces.join(', ')})`);
+  await refuseTablespaces(source.dataDir);
   try {
-    const lsn = driver === 'btrfs' ? await forkBtrfs(pg, source, childDir) : await forkCopy(pg, source, childDir, long);
-    if (!LSN.test(lsn)) throw new Error(`fork of ${source.dataDir} produced an unreadable LSN "${lsn}"`);
+    const { lsn, endLsn } = driver === 'btrfs' ? await forkBtrfs(pg, source, childDir) : await forkCopy(pg, source, childDir, long);
+    if (!LSN.test(lsn) || !LSN.test(endLsn)) throw new Error(`fork of ${source.dataDir} produced an unreadable LSN "${lsn}"/"${endLsn}"`);
     await makeStartable(pg, childDir);
-    return { lsn };
+    return { lsn, endLsn };
   } catch (err) {
     await removeDataDir(childDir).catch(() => undefined);
     throw err;
   }
 }
 
-async function forkBtrfs(pg: PgInstall, source: ForkSource, childDir: string): Promise<string> {
+type ForkLsns = { lsn: string; endLsn: string };
+
+/**
+ * A snapshot or cp copies pg_tblspc's symlinks as they are: the child would write into the
+ * parent's tablespaces. Lampion never creates any (it takes a superuser), so refuse outright.
+ */
+async function refuseTablespaces(dataDir: string): Promise<void> {
+  const tablespaces = await fsp.readdir(path.join(dataDir, 'pg_tblspc')).catch(() => [] as string[]);
+  if (tablespaces.length) throw new Error(`cannot copy ${dataDir}: it has tablespaces (${tablespaces.join(', ')})`);
+}
+
+/**
+ * A base backup of a branch: a read-only snapshot (btrfs) or a pg_basebackup / copy (copy
+ * driver), kept as taken. Restoring it is a fork of the base (forkDataDir with a stopped source)
+ * followed by WAL replay to a target at or past `endLsn`.
+ */
+export async function takeBase(
+  pg: PgInstall,
+  driver: StorageDriver,
+  source: ForkSource,
+  baseDir: string,
+  long: Pick<LongRunOptions, 'signal' | 'onSpawn'> = {},
+): Promise<{ lsn: string; endLsn: string }> {
+  if (await exists(baseDir)) throw new Error(`cannot take a base into ${baseDir}: it already exists`);
+  await refuseTablespaces(source.dataDir);
+  try {
+    return driver === 'btrfs' ? await forkBtrfs(pg, source, baseDir, true) : await forkCopy(pg, source, baseDir, long);
+  } catch (err) {
+    await removeDataDir(baseDir).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function forkBtrfs(pg: PgInstall, source: ForkSource, childDir: string, readOnly = false): Promise<ForkLsns> {
+  const snapshot = ['subvolume', 'snapshot', ...(readOnly ? ['-r'] : []), source.dataDir, childDir];
   if (!source.running) {
-    await run('btrfs', ['subvolume', 'snapshot', source.dataDir, childDir]);
+    await run('btrfs', snapshot);
     // Read from the child, not the parent: the parent may be started between the two steps.
-    return checkpointLsn(pg, childDir);
+    const lsn = await checkpointLsn(pg, childDir);
+    return { lsn, endLsn: lsn };
   }
   // The checkpoint bounds the child's crash recovery to the WAL written during the fork.
   const lsn = await withSystemClient(source.socketDir, source.port, async (c) => {
@@ -66,11 +101,12 @@ async function forkBtrfs(pg: PgInstall, source: ForkSource, childDir: string): P
   });
   // A snapshot is atomic and flushes the subvolume's dirty pages first, so WAL written before the
   // LSN was read is in the child: the same state a power cut would leave.
-  await run('btrfs', ['subvolume', 'snapshot', source.dataDir, childDir]);
-  return lsn;
+  await run('btrfs', snapshot);
+  const endLsn = await withSystemClient(source.socketDir, source.port, async (c) => (await c.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn')).rows[0].lsn);
+  return { lsn, endLsn };
 }
 
-async function forkCopy(pg: PgInstall, source: ForkSource, childDir: string, long: Pick<LongRunOptions, 'signal' | 'onSpawn'>): Promise<string> {
+async function forkCopy(pg: PgInstall, source: ForkSource, childDir: string, long: Pick<LongRunOptions, 'signal' | 'onSpawn'>): Promise<ForkLsns> {
   if (source.running) {
     await runLong(
       pgBin(pg, 'pg_basebackup'),
@@ -91,11 +127,13 @@ async function forkCopy(pg: PgInstall, source: ForkSource, childDir: string, lon
     // One syncfs instead of pg_basebackup's fsync of every file; seconds for a large copy, so
     // cancellable too.
     await runLong('sync', ['-f', childDir], { signal: long.signal });
-    return backupLsn(childDir);
+    const lsn = await backupLsn(childDir);
+    return { lsn, endLsn: lsn };
   }
   await copyTree(pg, source.dataDir, childDir, long);
   await run('sync', ['-f', childDir]);
-  return checkpointLsn(pg, childDir);
+  const lsn = await checkpointLsn(pg, childDir);
+  return { lsn, endLsn: lsn };
 }
 
 /** As the compute user, so the copy is owned by it whether or not we run as root. */

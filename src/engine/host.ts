@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { HostLayout } from './layout';
 import { ensureOwnedDir } from './fs';
 import { detectDriver, StorageDriver } from './storage';
-import { writeRuntimeConf, writeHba, startCluster, stopCluster, reloadCluster, isRunning } from './cluster';
+import { RuntimeSettings, waitPromoted, writeRuntimeConf, writeHba, startCluster, stopCluster, reloadCluster, isRunning } from './cluster';
 import { KeyedLock } from './keyedLock';
 import { CgroupLimiter } from './cgroups';
 import { clearStaleSocketLock, postmasterPid, processTree } from './postmaster';
@@ -13,6 +13,9 @@ import { bootstrapRoles, hasClientSessions } from './roles';
 import { pgSettingsForCu, resourceLimitsForCu } from '../domain/sizing';
 import type { LongRunOptions } from './exec';
 import type { PgInstalls } from './pgInstalls';
+import { pendingRecovery, ForkResult } from './branchData';
+import { BaseInfo, HistoryEnd, historyCommits, historyEnd, pruneHistory, removeBase, removeHistory, takeBranchBase } from './backups';
+import { archiveDir, clearArchivedEnd, ensureArchiveDir, ensureHistory, restoreCommand, switchSegment, writeArchivedEnd } from './walArchive';
 
 export interface EndpointSpec {
   endpointId: string;
@@ -84,11 +87,20 @@ export class HostEngine {
     return this.branches.remove(branchId);
   }
 
-  private runtimeSettings(spec: EndpointSpec) {
+  /** The history the branch's data dir writes, and its archive directory (made when missing). */
+  async history(branchId: string): Promise<{ historyId: string; archiveDir: string }> {
+    const dataDir = this.layout.branchDataDir(branchId);
+    const historyId = await ensureHistory(dataDir, this.pgs.user);
+    return { historyId, archiveDir: await ensureArchiveDir(this.layout, { branchId, historyId }, this.pgs.user) };
+  }
+
+  private async runtimeSettings(spec: EndpointSpec): Promise<RuntimeSettings> {
+    const dataDir = this.layout.branchDataDir(spec.branchId);
     return {
       port: spec.port,
       socketDir: this.layout.socketDir(spec.endpointId),
-      walArchiveDir: this.layout.walArchiveDir(spec.branchId),
+      walArchiveDir: (await this.history(spec.branchId)).archiveDir,
+      recovery: await pendingRecovery(dataDir),
       extra: pgSettingsForCu(spec.computeCu ?? DEFAULT_CU),
     };
   }
@@ -125,11 +137,16 @@ export class HostEngine {
       await fsp.mkdir(path.dirname(socketDir), { recursive: true });
       await ensureOwnedDir(socketDir, pg.user);
       await clearStaleSocketLock(socketDir, spec.port);
-      await ensureOwnedDir(this.layout.walArchiveDir(spec.branchId), pg.user);
-      await writeRuntimeConf(pg, dataDir, this.runtimeSettings(spec));
+      const settings = await this.runtimeSettings(spec);
+      await writeRuntimeConf(pg, dataDir, settings);
+      // A running compute's history goes on past whatever end its last stop recorded.
+      await clearArchivedEnd(settings.walArchiveDir!);
       // Outside its groups, the start has the host's CPUs: recovery under a 0.25 vCPU quota
       // would be 4x slower. The quota applies from the move just after.
-      await startCluster(pg, dataDir, this.layout.endpointLogFile(spec.endpointId));
+      const logFile = this.layout.endpointLogFile(spec.endpointId);
+      await startCluster(pg, dataDir, logFile);
+      // A restore accepts read-only connections once consistent; it is ready when it has promoted.
+      if (settings.recovery?.targetLsn) await waitPromoted(socketDir, spec.port, dataDir, logFile);
     }
     this.expected.set(spec.branchId, spec);
     onReady();
@@ -159,7 +176,7 @@ export class HostEngine {
       const dataDir = this.layout.branchDataDir(spec.branchId);
       const pg = await this.pgFor(spec.branchId);
       if (!(await isRunning(pg, dataDir))) return { limitsEnforced: this.limiter.enforced };
-      await writeRuntimeConf(pg, dataDir, this.runtimeSettings(spec));
+      await writeRuntimeConf(pg, dataDir, await this.runtimeSettings(spec));
       await reloadCluster(pg, dataDir);
       return this.applyLimits(spec);
     });
@@ -172,13 +189,74 @@ export class HostEngine {
 
   stopEndpoint(spec: Pick<EndpointSpec, 'branchId'> & { endpointId?: string }): Promise<void> {
     return this.computeLock.run(spec.branchId, async () => {
+      const running = this.expected.get(spec.branchId);
       this.expected.delete(spec.branchId);
       const dataDir = this.layout.branchDataDir(spec.branchId);
       // A data dir that never got its PG_VERSION (a failed initdb or fork) has nothing running.
       const pg = await this.pgFor(spec.branchId).catch(() => undefined);
+      if (pg && (await isRunning(pg, dataDir)) && spec.endpointId) await this.closeHistory({ endpointId: spec.endpointId, branchId: spec.branchId, port: running?.port });
       if (pg) await stopCluster(pg, dataDir);
       if (spec.endpointId) await this.limiter.remove(spec.endpointId);
     });
+  }
+
+  /**
+   * Before a clean stop: a restore point and a segment switch, so the archive holds every
+   * transaction committed so far and a record past it (what a restore to the end needs), and
+   * the LSN where the stopped history ends. Best effort: a stop never fails because of it.
+   */
+  private async closeHistory(spec: Pick<EndpointSpec, 'endpointId' | 'branchId'> & { port?: number }): Promise<void> {
+    const port = spec.port ?? (await this.ports.portOf(spec.endpointId));
+    if (!port) return;
+    try {
+      const at = await switchSegment(this.layout.socketDir(spec.endpointId), port, 'lampion-stop');
+      if (at) await writeArchivedEnd((await this.history(spec.branchId)).archiveDir, at.lsn, this.pgs.user);
+    } catch {
+      // A compute that cannot take the query is stopped all the same.
+    }
+  }
+
+  private compute(endpoint?: { endpointId: string; port: number }) {
+    return endpoint ? { socketDir: this.layout.socketDir(endpoint.endpointId), port: endpoint.port } : undefined;
+  }
+
+  /** A base backup of the branch's current history (see backups.ts). */
+  async takeBase(branchId: string, baseId: string, endpoint?: { endpointId: string; port: number }, long?: Pick<LongRunOptions, 'signal'>): Promise<BaseInfo> {
+    return takeBranchBase(this.layout, this.pgs, await this.driver(), branchId, baseId, this.compute(endpoint), long);
+  }
+
+  removeBase(b: { branchId: string; historyId: string; baseId: string }): Promise<void> {
+    return removeBase(this.layout, b.branchId, b.historyId, b.baseId);
+  }
+
+  /** Where a history of the branch ends (its current one by default), archived through that end. */
+  historyEnd(branchId: string, historyId?: string, endpoint?: { endpointId: string; port: number }): Promise<HistoryEnd> {
+    return historyEnd(this.layout, this.pgs, branchId, historyId, this.compute(endpoint));
+  }
+
+  historyCommits(branchId: string, end: HistoryEnd, fromLsn: string) {
+    return historyCommits(this.layout, this.pgs, branchId, end, fromLsn);
+  }
+
+  /**
+   * A new branch's data as the source history stood just before `targetLsn`: a copy of the base
+   * that replays the source's archive at its first start, then promotes.
+   */
+  restoreBranchData(
+    i: { sourceBranchId: string; historyId: string; baseId: string; childBranchId: string; targetLsn: string },
+    long?: Pick<LongRunOptions, 'signal'>,
+  ): Promise<ForkResult> {
+    const base = this.layout.baseDir(i.sourceBranchId, i.historyId, i.baseId);
+    const recovery = { restoreCommand: restoreCommand(archiveDir(this.layout, { branchId: i.sourceBranchId, historyId: i.historyId })), targetLsn: i.targetLsn };
+    return this.branches.fromBase(base, i.childBranchId, recovery, long);
+  }
+
+  pruneHistory(i: { branchId: string; historyId: string; timeline: number; keepFromLsn: string }): Promise<void> {
+    return pruneHistory(this.layout, this.pgs, i.branchId, i.historyId, i.timeline, i.keepFromLsn);
+  }
+
+  removeHistory(i: { branchId: string; historyId: string }): Promise<void> {
+    return removeHistory(this.layout, i.branchId, i.historyId);
   }
 
   /** The endpoint's log, socket and port record: removing them releases its port. */

@@ -35,7 +35,15 @@ export class HostLayout {
   get walDir() {
     return path.join(this.dataDir, 'wal');
   }
+  /** One directory per history of the branch below it (see walArchive.ts). */
   walArchiveDir(branchId: string) {
     return path.join(this.walDir, branchId);
+  }
+  /** Base backups live on the branches' filesystem: a btrfs base is a snapshot, which cannot cross filesystems. */
+  get basesDir() {
+    return path.join(this.branchesDir, '_bases');
+  }
+  baseDir(branchId: string, historyId: string, baseId: string) {
+    return path.join(this.basesDir, branchId, historyId, baseId);
   }
 }

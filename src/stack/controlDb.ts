@@ -34,9 +34,7 @@ export async function startControlDb(pgs: PgInstalls, dataDir: string, port: num
   }
   if (!fs.existsSync(pwFile)) fs.writeFileSync(pwFile, generatePassword(), { mode: 0o600 });
   const password = fs.readFileSync(pwFile, 'utf8').trim();
-  const walDir = path.join(root, 'wal');
-  await ensureOwnedDir(walDir, pg.user);
-  await writeRuntimeConf({ ...pg, guardLibrary: undefined }, pgdata, { port, socketDir: sock, walArchiveDir: walDir, extra: { archive_mode: 'off' } });
+  await writeRuntimeConf({ ...pg, guardLibrary: undefined }, pgdata, { port, socketDir: sock });
   await startCluster(pg, pgdata, path.join(root, 'postgres.log'));
   await withSystemClient(sock, port, async (c) => {
     const role = await c.query("SELECT 1 FROM pg_roles WHERE rolname = 'lampion'");
