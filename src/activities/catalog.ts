@@ -10,6 +10,9 @@ import { insertOperation, setOperationRun } from '../db/queries/operations';
 import type { EndpointSpec } from '../engine/host';
 import type { SeedScript } from '../engine/seeds';
 import { withFaults } from './faults';
+import { beginHistory, branchBases, branchHistories, insertBackup } from '../db/queries/backups';
+import type { BaseInfo } from '../engine/backups';
+import type { BaseRow, HistoryRow } from '../domain/restoreTarget';
 
 export interface ProjectRecordsInput {
   projectId: string;
@@ -133,9 +136,10 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       });
     },
 
-    async markProjectReady(i: { projectId: string; branchId: string; endpointId: string; driver: StorageDriver; limitsEnforced: boolean }): Promise<void> {
+    async markProjectReady(i: { projectId: string; branchId: string; endpointId: string; driver: StorageDriver; limitsEnforced: boolean; historyId?: string }): Promise<void> {
       await db.transaction().execute(async (tx) => {
         await tx.updateTable('branches').set({ driver: i.driver, status: 'ready' }).where('id', '=', i.branchId).execute();
+        if (i.historyId) await beginHistory(tx, { branchId: i.branchId, historyId: i.historyId, startLsn: null });
         await tx
           .updateTable('endpoints')
           .set({ status: 'running', limits_enforced: i.limitsEnforced, last_active_at: sql`now()`, updated_at: sql`now()` })
@@ -261,9 +265,25 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       return r.n;
     },
 
-    async markBranchReady(i: { branchId: string; endpointId: string; port: number; driver: StorageDriver; lsn: string; limitsEnforced: boolean }): Promise<void> {
+    async markBranchReady(i: {
+      branchId: string;
+      endpointId: string;
+      port: number;
+      driver: StorageDriver;
+      lsn: string;
+      limitsEnforced: boolean;
+      /** The history the new data dir writes; absent from workflows started before histories. */
+      historyId?: string;
+      /** A branch made at a past point: commit time of the last transaction it holds. */
+      parentCommitAt?: string | null;
+    }): Promise<void> {
       await db.transaction().execute(async (tx) => {
-        await tx.updateTable('branches').set({ driver: i.driver, parent_lsn: i.lsn, status: 'ready' }).where('id', '=', i.branchId).execute();
+        await tx
+          .updateTable('branches')
+          .set({ driver: i.driver, parent_lsn: i.lsn, status: 'ready', ...(i.parentCommitAt !== undefined ? { parent_commit_at: i.parentCommitAt } : {}) })
+          .where('id', '=', i.branchId)
+          .execute();
+        if (i.historyId) await beginHistory(tx, { branchId: i.branchId, historyId: i.historyId, startLsn: i.lsn });
         await tx
           .updateTable('endpoints')
           .set({ status: 'running', port: i.port, limits_enforced: i.limitsEnforced, last_active_at: sql`now()`, updated_at: sql`now()` })
@@ -271,6 +291,53 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
           .execute();
       });
       await recordEvent(i.endpointId, 'start');
+    },
+
+    /** What a restore can replay of the branch: its histories, bases, and where its compute serves. */
+    async restoreSources(branchId: string): Promise<{
+      hostId: string;
+      currentHistoryId: string | null;
+      histories: HistoryRow[];
+      bases: BaseRow[];
+      endpoint?: { endpointId: string; port: number };
+    }> {
+      const branch = await db.selectFrom('branches').select(['host_id']).where('id', '=', branchId).executeTakeFirst();
+      if (!branch) throw failure('NotFound', `branch ${branchId} does not exist`);
+      const ep = await db.selectFrom('endpoints').select(['id', 'port', 'status']).where('branch_id', '=', branchId).executeTakeFirst();
+      const histories = await branchHistories(db, branchId);
+      const iso = (d: Date | string) => new Date(d).toISOString();
+      return {
+        hostId: branch.host_id,
+        currentHistoryId: histories.find((h) => h.ended_at === null)?.history_id ?? null,
+        histories: histories.map((h) => ({ historyId: h.history_id, startedAt: iso(h.started_at), endedAt: h.ended_at ? iso(h.ended_at) : null })),
+        bases: (await branchBases(db, branchId)).map((b) => ({ id: b.id, historyId: b.history_id, startLsn: b.start_lsn, endLsn: b.end_lsn, takenAt: iso(b.taken_at) })),
+        ...(ep?.port != null && ep.status === 'running' ? { endpoint: { endpointId: ep.id, port: ep.port } } : {}),
+      };
+    },
+
+    /**
+     * A base on its host, and the scheduled backup users see for it. The history is recorded too
+     * when the branch began it before histories were kept (data dirs of older versions).
+     */
+    async recordBase(i: { base: BaseInfo; hostId: string; projectId: string; backupId: string }): Promise<void> {
+      const b = i.base;
+      await db.transaction().execute(async (tx) => {
+        await tx
+          .insertInto('branch_histories')
+          .values({ branch_id: b.branchId, history_id: b.historyId, start_lsn: null })
+          .onConflict((oc) => oc.columns(['branch_id', 'history_id']).doNothing())
+          .execute();
+        await tx
+          .insertInto('base_backups')
+          .values({ id: b.baseId, branch_id: b.branchId, history_id: b.historyId, host_id: i.hostId, driver: b.driver, start_lsn: b.startLsn, end_lsn: b.endLsn, timeline: b.timeline, taken_at: b.takenAt })
+          .onConflict((oc) => oc.column('id').doNothing())
+          .execute();
+        await insertBackup(tx, { id: i.backupId, projectId: i.projectId, branchId: b.branchId, historyId: b.historyId, name: `scheduled-${b.takenAt}`, kind: 'scheduled', lsn: b.endLsn, timeline: b.timeline, baseId: b.baseId });
+      });
+    },
+
+    async recordNamedBackup(i: { backupId: string; projectId: string; branchId: string; historyId: string; name: string; lsn: string; timeline: number }): Promise<void> {
+      await insertBackup(db, { id: i.backupId, projectId: i.projectId, branchId: i.branchId, historyId: i.historyId, name: i.name, kind: 'named', lsn: i.lsn, timeline: i.timeline });
     },
 
     async setBranchStatus(i: { branchId: string; status: BranchStatus }): Promise<void> {
@@ -377,6 +444,29 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
         )
         .execute();
       return rows.map((r) => ({ branchId: r.id, projectId: r.project_id, orgId: r.org_id }));
+    },
+
+    /** Ready branches whose current history has no base taken within the interval (or none at all). */
+    async findBranchesNeedingBase(intervalHours: number): Promise<{ branchId: string; projectId: string; orgId: string; hostId: string }[]> {
+      const rows = await db
+        .selectFrom('branches')
+        .innerJoin('projects', 'projects.id', 'branches.project_id')
+        .select(['branches.id', 'branches.project_id', 'projects.org_id', 'branches.host_id'])
+        .where('branches.status', '=', 'ready')
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom('base_backups')
+                .innerJoin('branch_histories', (j) => j.onRef('branch_histories.branch_id', '=', 'base_backups.branch_id').onRef('branch_histories.history_id', '=', 'base_backups.history_id'))
+                .select('base_backups.id')
+                .whereRef('base_backups.branch_id', '=', 'branches.id')
+                .where('branch_histories.ended_at', 'is', null)
+                .where('base_backups.taken_at', '>', sql<Date>`now() - make_interval(secs => ${intervalHours * 3600})`),
+            ),
+          ),
+        )
+        .execute();
+      return rows.map((r) => ({ branchId: r.id, projectId: r.project_id, orgId: r.org_id, hostId: r.host_id }));
     },
 
     /** Creates the operation row for work that no API request started (schedules). */

@@ -2,12 +2,16 @@ import { Context, CancelledFailure } from '@temporalio/activity';
 import type { Logger } from 'pino';
 import type { EndpointSpec, HostEngine } from '../engine/host';
 import type { StorageDriver } from '../engine/storage';
+import type { ForkResult } from '../engine/branchData';
 import { NoFreePortError } from '../engine/portRegistry';
 import { runSeeds, SeedError, SeedResult, SeedScript } from '../engine/seeds';
 import { decryptSecret } from '../domain/secrets';
 import { USER_ROLE } from '../domain/roles';
 import { failure } from '../operations/failures';
 import { withFaults } from './faults';
+import { HistoryGapError, type BaseInfo, type HistoryEnd } from '../engine/backups';
+import { baseForLsn, baseForTime, BaseRow, HistoryRow, historyAt, lastCommitBefore, lsnForTime, parseTimestampMicros } from '../domain/restoreTarget';
+import { compareLsn, normalizeLsn } from '../domain/lsn';
 
 export interface HostDeps {
   engine: HostEngine;
@@ -55,7 +59,7 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
       }
     },
 
-    async createRootBranchData(i: { branchId: string; pgVersion: number }): Promise<{ driver: StorageDriver }> {
+    async createRootBranchData(i: { branchId: string; pgVersion: number }): Promise<{ driver: StorageDriver; historyId: string }> {
       return engine.createRootBranchData(i.branchId, i.pgVersion);
     },
 
@@ -99,7 +103,7 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
      * driver: it heartbeats the bytes written, stops its copy when cancelled, and a retry first
      * stops whatever copy an earlier attempt left running into the same directory.
      */
-    async forkBranchData(i: ForkParent & { childBranchId: string }): Promise<{ driver: StorageDriver; lsn: string }> {
+    async forkBranchData(i: ForkParent & { childBranchId: string }): Promise<ForkResult> {
       return engine.forkBranchData(i.parentBranchId, i.childBranchId, i.parentEndpoint, { signal: signal() });
     },
 
@@ -110,12 +114,12 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
      */
     async provisionBranchCompute(i: ForkParent & { endpointId: string; childBranchId: string; computeCu: number; projectId?: string }) {
       const port = await activities.reservePort(i.endpointId);
-      const { driver, lsn } = await activities.forkBranchData(i);
+      const { driver, lsn, historyId } = await activities.forkBranchData(i);
       // A cancellation that landed after the copy (during its sync) stops here, before a compute starts.
       const s = signal();
       if (s?.aborted) throw s.reason instanceof Error ? s.reason : new CancelledFailure('cancelled');
       const { limitsEnforced } = await activities.startEndpoint({ endpointId: i.endpointId, branchId: i.childBranchId, port, computeCu: i.computeCu, projectId: i.projectId });
-      return { port, driver, lsn, limitsEnforced };
+      return { port, driver, lsn, historyId, limitsEnforced };
     },
 
     /**
@@ -149,6 +153,108 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
 
     async dropBranchDataAside(branchId: string): Promise<void> {
       await engine.dropBranchDataAside(branchId);
+    },
+
+    /** A base backup of the branch's current history; long on the copy driver (pg_basebackup). */
+    async takeBase(i: { branchId: string; baseId: string; endpoint?: { endpointId: string; port: number } }): Promise<BaseInfo> {
+      return engine.takeBase(i.branchId, i.baseId, i.endpoint, { signal: signal() });
+    },
+
+    /** The history the branch's data dir writes now. */
+    async currentHistory(branchId: string): Promise<string> {
+      return (await engine.history(branchId)).historyId;
+    },
+
+    async removeBase(i: { branchId: string; historyId: string; baseId: string }): Promise<void> {
+      await engine.removeBase(i);
+    },
+
+    /** Where the branch's history ends now, archived through that end (a named backup's LSN). */
+    async historyEnd(i: { branchId: string; endpoint?: { endpointId: string; port: number } }): Promise<HistoryEnd> {
+      try {
+        return await engine.historyEnd(i.branchId, undefined, i.endpoint);
+      } catch (err) {
+        if (err instanceof HistoryGapError) throw failure('HistoryUnavailable', err.message);
+        throw err;
+      }
+    },
+
+    /**
+     * The history, base and exact LSN a restore replays to: an LSN of a history, or a moment
+     * (the LSN of the first commit after it, read from the archive), with the commit time of the
+     * last transaction the restore holds.
+     */
+    async resolveRestoreTarget(i: {
+      sourceBranchId: string;
+      endpoint?: { endpointId: string; port: number };
+      currentHistoryId: string | null;
+      histories: HistoryRow[];
+      bases: BaseRow[];
+      target: { lsn?: string; historyId?: string; timestamp?: string };
+      /** Oldest moment the retention window allows (ISO). */
+      windowStart: string;
+    }): Promise<{ historyId: string; baseId: string; lsn: string; lastCommitAt: string | null }> {
+      const windowNote = `the retention window starts at ${i.windowStart}`;
+      let historyId: string;
+      let atMicros: bigint | undefined;
+      if (i.target.timestamp !== undefined) {
+        atMicros = parseTimestampMicros(i.target.timestamp);
+        if (atMicros === undefined) throw failure('InvalidRestoreTarget', `${i.target.timestamp} is not an ISO 8601 timestamp with an offset`);
+        if (atMicros < BigInt(Date.parse(i.windowStart)) * 1000n) throw failure('InvalidRestoreTarget', `${i.target.timestamp} is before what the history keeps: ${windowNote}`);
+        if (atMicros > BigInt(Date.now()) * 1000n) throw failure('InvalidRestoreTarget', `${i.target.timestamp} is in the future`);
+        const h = historyAt(i.histories, atMicros);
+        if (!h) throw failure('InvalidRestoreTarget', `branch ${i.sourceBranchId} has no history at ${i.target.timestamp} (${windowNote})`);
+        historyId = h.historyId;
+      } else {
+        historyId = i.target.historyId ?? i.currentHistoryId ?? '';
+        if (!historyId) throw failure('HistoryUnavailable', `branch ${i.sourceBranchId} has no recorded history yet`);
+      }
+      const current = historyId === i.currentHistoryId;
+      let end: HistoryEnd;
+      try {
+        end = await engine.historyEnd(i.sourceBranchId, historyId, current ? i.endpoint : undefined);
+      } catch (err) {
+        if (err instanceof HistoryGapError) throw failure('HistoryUnavailable', err.message);
+        throw err;
+      }
+      const base = atMicros !== undefined ? baseForTime(i.bases, historyId, atMicros) : baseForLsn(i.bases, historyId, i.target.lsn!);
+      if (!base) {
+        throw failure('InvalidRestoreTarget', `no base backup of branch ${i.sourceBranchId} reaches back to ${i.target.timestamp ?? i.target.lsn} (${windowNote}; a new branch's first base is taken right after it is created)`);
+      }
+      const commits = await engine.historyCommits(i.sourceBranchId, end, base.startLsn);
+      const lsn = atMicros !== undefined ? lsnForTime(commits, atMicros, base, end.endLsn) : normalizeLsn(i.target.lsn!);
+      if (compareLsn(lsn, end.endLsn) > 0) throw failure('InvalidRestoreTarget', `LSN ${lsn} is past the end of the branch's history (${end.endLsn})`);
+      return { historyId, baseId: base.id, lsn, lastCommitAt: lastCommitBefore(commits, lsn)?.at ?? null };
+    },
+
+    /** Port, a copy of the base replaying to the target, and the compute started once promoted. */
+    async provisionRestoredCompute(i: {
+      endpointId: string;
+      childBranchId: string;
+      computeCu: number;
+      projectId?: string;
+      sourceBranchId: string;
+      historyId: string;
+      baseId: string;
+      targetLsn: string;
+    }) {
+      const port = await activities.reservePort(i.endpointId);
+      const { driver, historyId } = await engine.restoreBranchData(
+        { sourceBranchId: i.sourceBranchId, historyId: i.historyId, baseId: i.baseId, childBranchId: i.childBranchId, targetLsn: i.targetLsn },
+        { signal: signal() },
+      );
+      const s = signal();
+      if (s?.aborted) throw s.reason instanceof Error ? s.reason : new CancelledFailure('cancelled');
+      const { limitsEnforced } = await activities.startEndpoint({ endpointId: i.endpointId, branchId: i.childBranchId, port, computeCu: i.computeCu, projectId: i.projectId });
+      return { port, driver, historyId, limitsEnforced };
+    },
+
+    async pruneHistory(i: { branchId: string; historyId: string; timeline: number; keepFromLsn: string }): Promise<void> {
+      await engine.pruneHistory(i);
+    },
+
+    async removeHistory(i: { branchId: string; historyId: string }): Promise<void> {
+      await engine.removeHistory(i);
     },
 
     async bootstrapEndpoint(i: { spec: EndpointSpec; passwordSealed: string }): Promise<{ createRole: boolean }> {

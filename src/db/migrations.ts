@@ -139,6 +139,47 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('projects').addColumn('pg_version', 'integer', (c) => c.notNull().defaultTo(15)).execute();
     },
   },
+  '0005_backups': {
+    async up(db) {
+      await db.schema.alterTable('branches').addColumn('parent_commit_at', 'timestamptz').execute();
+      await db.schema
+        .createTable('branch_histories')
+        .addColumn('branch_id', 'text', (c) => c.notNull().references('branches.id').onDelete('cascade'))
+        .addColumn('history_id', 'text', (c) => c.notNull())
+        .addColumn('start_lsn', 'text')
+        .addColumn('started_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('ended_at', 'timestamptz')
+        .addPrimaryKeyConstraint('branch_histories_pk', ['branch_id', 'history_id'])
+        .execute();
+      await db.schema
+        .createTable('base_backups')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('branch_id', 'text', (c) => c.notNull().references('branches.id').onDelete('cascade'))
+        .addColumn('history_id', 'text', (c) => c.notNull())
+        .addColumn('host_id', 'text', (c) => c.notNull())
+        .addColumn('driver', 'text', (c) => c.notNull())
+        .addColumn('start_lsn', 'text', (c) => c.notNull())
+        .addColumn('end_lsn', 'text', (c) => c.notNull())
+        .addColumn('timeline', 'integer', (c) => c.notNull())
+        .addColumn('taken_at', 'timestamptz', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('base_backups_branch_idx').on('base_backups').columns(['branch_id', 'history_id', 'taken_at']).execute();
+      await db.schema
+        .createTable('backups')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('branch_id', 'text', (c) => c.notNull().references('branches.id').onDelete('cascade'))
+        .addColumn('history_id', 'text', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('lsn', 'text', (c) => c.notNull())
+        .addColumn('timeline', 'integer', (c) => c.notNull())
+        .addColumn('base_id', 'text', (c) => c.references('base_backups.id').onDelete('set null'))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await db.schema.createIndex('backups_project_idx').on('backups').columns(['project_id', 'created_at']).execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -53,6 +53,49 @@ export interface BranchesTable {
   protected: ColumnType<boolean, boolean | undefined, boolean>;
   ttl_hours: number | null;
   expires_at: Timestamp | null;
+  /** For a branch made at a past point: commit time of the last transaction it holds. */
+  parent_commit_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  created_at: Timestamp;
+}
+
+/**
+ * The data a branch has written since its data dir was made (created, forked, reset, restored).
+ * Each history has its own WAL archive and bases on the host; an ended one stays restorable.
+ */
+export interface BranchHistoriesTable {
+  branch_id: string;
+  history_id: string;
+  start_lsn: string | null;
+  started_at: Timestamp;
+  ended_at: Timestamp | null;
+}
+
+/** A base backup on its host: a restore replays the history's WAL from it to a target at or past end_lsn. */
+export interface BaseBackupsTable {
+  id: string;
+  branch_id: string;
+  history_id: string;
+  host_id: string;
+  driver: string;
+  start_lsn: string;
+  end_lsn: string;
+  timeline: number;
+  taken_at: Timestamp;
+}
+
+export type BackupKind = 'named' | 'scheduled';
+
+/** What users see as backups: a restore point (an LSN of a history), named by them or by the schedule. */
+export interface BackupsTable {
+  id: string;
+  project_id: string;
+  branch_id: string;
+  history_id: string;
+  name: string;
+  kind: BackupKind;
+  lsn: string;
+  timeline: number;
+  base_id: string | null;
   created_at: Timestamp;
 }
 
@@ -123,6 +166,9 @@ export interface Database {
   organizations: OrganizationsTable;
   api_keys: ApiKeysTable;
   projects: ProjectsTable;
+  branch_histories: BranchHistoriesTable;
+  base_backups: BaseBackupsTable;
+  backups: BackupsTable;
   branches: BranchesTable;
   endpoints: EndpointsTable;
   operations: OperationsTable;

@@ -23,6 +23,8 @@ export const ID_PREFIX = {
   operation: 'op',
   apiKey: 'key',
   seed: 'seed',
+  backup: 'bk',
+  base: 'base',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIX;

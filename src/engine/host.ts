@@ -65,7 +65,7 @@ export class HostEngine {
     return detectDriver(this.layout.branchesDir, this.driverOverride);
   }
 
-  createRootBranchData(branchId: string, major: number): Promise<{ driver: StorageDriver }> {
+  createRootBranchData(branchId: string, major: number): Promise<{ driver: StorageDriver; historyId: string }> {
     return this.branches.createRoot(branchId, major);
   }
 
@@ -79,7 +79,7 @@ export class HostEngine {
     childBranchId: string,
     parentEndpoint?: { endpointId: string; port: number },
     long?: Pick<LongRunOptions, 'signal'>,
-  ): Promise<{ driver: StorageDriver; lsn: string }> {
+  ): Promise<ForkResult> {
     return this.branches.fork(parentBranchId, childBranchId, parentEndpoint, long);
   }
 

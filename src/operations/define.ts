@@ -39,4 +39,6 @@ export const workflowIds = {
   branch: (branchId: string) => `branch/${branchId}`,
   /** Suspend, resume and resize of one endpoint share it. */
   endpointState: (endpointId: string) => `endpoint-state/${endpointId}`,
+  /** Named restore points and base backups of one branch: one at a time, beside its other operations. */
+  branchBackup: (branchId: string) => `branch-backup/${branchId}`,
 } as const;

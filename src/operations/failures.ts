@@ -10,6 +10,10 @@ export const FAILURE_TYPES = {
   Conflict: { retryable: false, httpStatus: 409 },
   Invalid: { retryable: false, httpStatus: 422 },
   SeedFailed: { retryable: false, httpStatus: 422 },
+  /** A restore or branch-at-a-point target outside what the history and its retention hold. */
+  InvalidRestoreTarget: { retryable: false, httpStatus: 422 },
+  /** The history cannot be read to that point (no recorded end, a gap in the archive). */
+  HistoryUnavailable: { retryable: false, httpStatus: 409 },
   NoPort: { retryable: false, httpStatus: 500 },
   NoFreePort: { retryable: false, httpStatus: 503 },
   InjectedFault: { retryable: false, httpStatus: 500 },

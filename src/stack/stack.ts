@@ -272,7 +272,7 @@ export class Stack {
   }
 
   get schedules() {
-    return lampionSchedules(this.config.controlTaskQueue, this.config.sweeps);
+    return lampionSchedules(this.config.controlTaskQueue, this.config.sweeps, this.config.backups);
   }
 
   /** For throwaway stacks (tests, benchmarks) on a shared Temporal; production keeps them. */

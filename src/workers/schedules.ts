@@ -1,7 +1,7 @@
 import { Client, ScheduleAlreadyRunning, ScheduleOverlapPolicy } from '@temporalio/client';
 import type { Workflow } from '@temporalio/common';
 import type { Logger } from 'pino';
-import { autoSuspendSweep, expireBranches, autoscaleSweep } from '../workflows/schedules';
+import { autoSuspendSweep, expireBranches, autoscaleSweep, backupSweep } from '../workflows/schedules';
 import { operationSearchAttributes, SWEEP_OPERATION } from '../temporal/searchAttributes';
 import { HOST_TIMEOUTS_MEMO, HostTimeouts } from '../domain/timeouts';
 
@@ -9,11 +9,18 @@ export interface ScheduleSpec {
   id: string;
   workflow: Workflow;
   everySeconds: number;
+  /** The sweep's arguments (what a workflow cannot read from the environment). */
+  args?: unknown[];
 }
 
 /** The periodic work of the control plane, visible and pausable in the Temporal UI. */
-export function lampionSchedules(prefix: string, intervals: { autoSuspend: number; ttl: number; autoscale: number }): ScheduleSpec[] {
+export function lampionSchedules(
+  prefix: string,
+  intervals: { autoSuspend: number; ttl: number; autoscale: number; backup: number },
+  backups: { intervalHours: number },
+): ScheduleSpec[] {
   return [
+    { id: `${prefix}-backups`, workflow: backupSweep, everySeconds: intervals.backup, args: [{ intervalHours: backups.intervalHours }] },
     { id: `${prefix}-auto-suspend`, workflow: autoSuspendSweep, everySeconds: intervals.autoSuspend },
     { id: `${prefix}-branch-ttl`, workflow: expireBranches, everySeconds: intervals.ttl },
     { id: `${prefix}-autoscale`, workflow: autoscaleSweep, everySeconds: intervals.autoscale },
@@ -33,6 +40,7 @@ export async function ensureSchedules(client: Client, taskQueue: string, specs: 
       action: {
         type: 'startWorkflow' as const,
         workflowType: s.workflow,
+        ...(s.args ? { args: s.args } : {}),
         taskQueue,
         workflowExecutionTimeout: 10 * 60_000,
         typedSearchAttributes: operationSearchAttributes({ kind: SWEEP_OPERATION }),

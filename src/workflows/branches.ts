@@ -56,7 +56,7 @@ export async function createBranch(input: CreateBranchInput): Promise<BranchResu
     const { seedCount, computeCu, parentEndpoint, passwordSealed } = await saga.runGuarded('catalog', () => catalog.createBranchRecords(input), () =>
       catalog.purgeBranch(input.branchId),
     );
-    const { port, driver, lsn, limitsEnforced } = await saga.runGuarded(
+    const { port, driver, lsn, historyId, limitsEnforced } = await saga.runGuarded(
       'fork_and_start',
       () =>
         h.provisionBranchCompute({
@@ -75,7 +75,7 @@ export async function createBranch(input: CreateBranchInput): Promise<BranchResu
     );
     const spec = { endpointId: input.endpointId, branchId: input.branchId, port, computeCu, projectId: input.projectId };
     const seeds = await runSeeds(saga, input.hostId, input.projectId, spec, passwordSealed, seedCount);
-    await saga.run('finalize', () => catalog.markBranchReady({ branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn, limitsEnforced }));
+    await saga.run('finalize', () => catalog.markBranchReady({ branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn, limitsEnforced, historyId }));
     return await saga.succeed<BranchResult>({ branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn, seeds });
   } catch (err) {
     return saga.fail(err);
@@ -108,7 +108,7 @@ export async function resetBranch(input: ResetBranchInput): Promise<BranchResult
     );
     await saga.runGuarded('stop_compute', () => h.stopEndpoint(ep), () => h.startEndpoint(spec));
     await saga.runGuarded('set_aside', () => h.setBranchDataAside(input.branchId), () => h.restoreBranchDataAside(input.branchId));
-    const { driver, lsn } = await saga.runGuarded(
+    const { driver, lsn, historyId } = await saga.runGuarded(
       'fork',
       async () => h.forkBranchData({ ...(await catalog.forkParent(input.parentBranchId)), childBranchId: input.branchId }),
       () => h.removeBranchData(input.branchId),
@@ -116,7 +116,7 @@ export async function resetBranch(input: ResetBranchInput): Promise<BranchResult
     const { port, limitsEnforced } = await saga.runGuarded('start_compute', () => h.startEndpoint(spec), () => h.stopEndpoint(ep));
     const seedCount = await catalog.enabledSeedCount(input.projectId);
     const seeds = await runSeeds(saga, input.hostId, input.projectId, spec, passwordSealed, seedCount);
-    await saga.run('finalize', () => catalog.markBranchReady({ branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn, limitsEnforced }));
+    await saga.run('finalize', () => catalog.markBranchReady({ branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn, limitsEnforced, historyId }));
     // Past finalize the reset is done (the new data serves, the catalog says so): failing to drop
     // the old data must not roll that back (the catalog's parent_lsn would then name the new fork
     // over the old data). A leftover is dropped by the next reset's set_aside.

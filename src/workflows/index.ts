@@ -2,4 +2,5 @@
 export { createProject, deleteProject } from './projects';
 export { createBranch, resetBranch, deleteBranch } from './branches';
 export { suspendEndpoint, resumeEndpoint, resizeEndpoint } from './endpoints';
-export { autoSuspendSweep, expireBranches, autoscaleSweep } from './schedules';
+export { autoSuspendSweep, expireBranches, autoscaleSweep, backupSweep } from './schedules';
+export { createBackup, takeBaseBackup, restoreBranch } from './backups';

@@ -31,7 +31,7 @@ export async function createProject(input: CreateProjectInput): Promise<CreatePr
       },
       () => h.removeEndpointFiles(input.endpointId),
     );
-    const { driver } = await saga.runGuarded('init_cluster', () => h.createRootBranchData({ branchId: input.branchId, pgVersion: input.pgVersion }), () => h.removeBranchData(input.branchId));
+    const { driver, historyId } = await saga.runGuarded('init_cluster', () => h.createRootBranchData({ branchId: input.branchId, pgVersion: input.pgVersion }), () => h.removeBranchData(input.branchId));
     const { spec, passwordSealed } = await catalog.endpointSpec(input.endpointId);
     const { limitsEnforced } = await saga.runGuarded('start_compute', () => h.startEndpoint(spec), async () => {
       await h.stopEndpoint({ endpointId: input.endpointId, branchId: input.branchId });
@@ -39,7 +39,7 @@ export async function createProject(input: CreateProjectInput): Promise<CreatePr
     });
     const { createRole } = await saga.run('bootstrap_roles', () => h.bootstrapEndpoint({ spec, passwordSealed }));
     await saga.run('finalize', () =>
-      catalog.markProjectReady({ projectId: input.projectId, branchId: input.branchId, endpointId: input.endpointId, driver, limitsEnforced }),
+      catalog.markProjectReady({ projectId: input.projectId, branchId: input.branchId, endpointId: input.endpointId, driver, limitsEnforced, historyId }),
     );
     return await saga.succeed<CreateProjectResult>({
       projectId: input.projectId,

@@ -1,8 +1,10 @@
+import { uuid4 } from '@temporalio/workflow';
 import { catalog, host } from './common';
 import { startDecidedOperation } from './start';
 import { autoscaleDecision } from '../domain/sizing';
 import { endpointAutoSuspend, endpointAutoscale } from '../operations/endpoints';
 import { branchExpire } from '../operations/branches';
+import { backupBase } from '../operations/backups';
 
 /**
  * Run by a Schedule: suspend computes idle for longer than their auto_suspend_seconds. Each
@@ -20,6 +22,21 @@ export async function autoSuspendSweep(): Promise<{ suspended: string[] }> {
     if (await startDecidedOperation(endpointAutoSuspend, input, ep)) suspended.push(ep.spec.endpointId);
   }
   return { suspended };
+}
+
+/**
+ * Run by a Schedule: a base backup of every branch whose current history has none within the
+ * interval, so a restore replays at most that much WAL. Each base is its own operation.
+ */
+export async function backupSweep(args: { intervalHours: number }): Promise<{ started: string[] }> {
+  const due = await catalog.findBranchesNeedingBase(args.intervalHours);
+  const started: string[] = [];
+  for (const b of due) {
+    const suffix = uuid4().replace(/-/g, '').slice(0, 12);
+    const input = { projectId: b.projectId, branchId: b.branchId, hostId: b.hostId, baseId: `base-${suffix}`, backupId: `bk-${suffix}` };
+    if (await startDecidedOperation(backupBase, input, b)) started.push(b.branchId);
+  }
+  return { started };
 }
 
 /** Run by a Schedule: delete unprotected branches past expires_at. */

@@ -15,14 +15,15 @@ import { endpointById } from '../../db/queries/endpoints';
 import { isUniqueViolation } from '../../db';
 import { idPattern, newId } from '../../domain/ids';
 import { resourceName } from '../../domain/names';
-import { branchCreate, branchDelete, branchReset } from '../../operations';
+import { branchCreate, branchDelete, branchReset, branchRestore } from '../../operations';
+import { lsnField, retentionWindowStart, timestampField } from '../pointInTime';
 import type { BranchResult } from '../../workflows/branches';
 
 const branchName = resourceName(/^[A-Za-z0-9][A-Za-z0-9._/-]*$/, 'letters, digits, ".", "_", "/" and "-" only, starting with a letter or digit');
 
 export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, deps: ApiDeps) {
   /** The answer to create and reset: the branch, its compute, and what the operation did. */
-  async function withCompute(auth: AuthContext, projectId: string, result: BranchResult, operationId: string) {
+  async function withCompute(auth: AuthContext, projectId: string, result: Pick<BranchResult, 'branchId' | 'endpointId' | 'seeds'>, operationId: string) {
     const b = await requireBranch(deps, auth, projectId, result.branchId);
     const ep = (await endpointById(deps.db, result.endpointId))!;
     return branchWithComputeView(b, ep, publicAccess(deps, auth, ep), result, operationId);
@@ -64,7 +65,15 @@ export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, 
     tags: ['Branches'],
     action: 'branch.create',
     params: projectIdParam,
-    body: z.object({ name: branchName, parent_id: z.string().regex(idPattern('branch'), 'not a branch id').optional() }).strict(),
+    body: z
+      .object({
+        name: branchName,
+        parent_id: z.string().regex(idPattern('branch'), 'not a branch id').optional(),
+        parent_lsn: lsnField.optional().openapi({ description: "Branch at this LSN of the parent's current history (exclusive: transactions whose commit record starts before it)" }),
+        parent_timestamp: timestampField.optional().openapi({ description: 'Branch at this moment: every transaction committed at or before it (ISO 8601 with an offset)' }),
+      })
+      .strict()
+      .refine((b) => !(b.parent_lsn && b.parent_timestamp), { message: 'give parent_lsn or parent_timestamp, not both', path: ['parent_timestamp'] }),
     responses: {
       201: { description: 'Created', schema: branchWithComputeSchema },
       202: { description: 'Still provisioning; poll the operation', schema: branchAcceptedSchema },
@@ -84,14 +93,17 @@ export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, 
       const taken = await branchNamed(deps.db, project.id, body.name);
       if (taken) throw conflict(`a branch named "${body.name}" already exists (${taken.id})`);
       const branchId = newId('branch');
-      const outcome = await runOperation(deps, auth, branchCreate, {
-        projectId: project.id,
-        branchId,
-        endpointId: newId('endpoint'),
-        parentBranchId: parent.id,
-        name: body.name,
-        hostId: parent.host_id,
-      });
+      const records = { projectId: project.id, branchId, endpointId: newId('endpoint'), parentBranchId: parent.id, name: body.name, hostId: parent.host_id };
+      if (body.parent_lsn || body.parent_timestamp) {
+        // A past point of the parent: its history replayed, not a fork of its present.
+        const target = body.parent_lsn ? { lsn: body.parent_lsn } : { timestamp: body.parent_timestamp };
+        const outcome = await runOperation(deps, auth, branchRestore, { ...records, target, windowStart: retentionWindowStart(deps) });
+        if (!outcome.done) return answerAccepted(ctx, project.id, outcome.operationId, { status: 'running', branch_id: branchId });
+        ctx.status = 201;
+        ctx.body = { ...(await withCompute(auth, project.id, outcome.result, outcome.operationId)), parent_commit_at: outcome.result.lastCommitAt };
+        return;
+      }
+      const outcome = await runOperation(deps, auth, branchCreate, records);
       if (!outcome.done) return answerAccepted(ctx, project.id, outcome.operationId, { status: 'running', branch_id: branchId });
       ctx.status = 201;
       ctx.body = await withCompute(auth, project.id, outcome.result, outcome.operationId);

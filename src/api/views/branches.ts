@@ -13,6 +13,7 @@ export const branchSchema = z
     parent_id: z.string().nullable(),
     parent_lsn: z.string().nullable(),
     pg_version: z.number().int(),
+    parent_commit_at: z.string().nullable().openapi({ description: 'For a branch made at a past point (parent_lsn / parent_timestamp / a restore): commit time of the last transaction it holds' }),
     status: z.enum(['provisioning', 'ready', 'resetting', 'deleting']),
     protected: z.boolean(),
     ttl_hours: z.number().nullable(),
@@ -47,6 +48,7 @@ export function branchView(b: BranchListRow) {
     parent_id: b.parent_id,
     parent_lsn: b.parent_lsn,
     pg_version: b.pg_version,
+    parent_commit_at: b.parent_commit_at ? new Date(b.parent_commit_at).toISOString() : null,
     status: b.status,
     protected: b.protected,
     ttl_hours: b.ttl_hours,
@@ -58,7 +60,7 @@ export function branchView(b: BranchListRow) {
 }
 
 /** Branch, its compute and what the operation did: the answer to create and reset. */
-export function branchWithComputeView(b: BranchListRow, ep: EndpointListRow, access: PublicAccess, result: BranchResult, operationId: string) {
+export function branchWithComputeView(b: BranchListRow, ep: EndpointListRow, access: PublicAccess, result: Pick<BranchResult, 'seeds'>, operationId: string) {
   const e = endpointView(ep, access);
   return {
     ...branchView(b),

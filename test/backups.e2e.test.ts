@@ -1,0 +1,131 @@
+/**
+ * Backups and point-in-time restore through the API, on every installed major: a restore holds
+ * exactly the transactions committed before its LSN, whether the point is a named backup, an LSN,
+ * a moment, or lies before a reset.
+ */
+import { startTestStack, TestStack } from './support/stack';
+import { psql } from './support/clients';
+import { TEST_MAJORS } from './support/pg';
+
+jest.setTimeout(240_000);
+
+const q = async (cs: string, sql: string) => {
+  const r = await psql(cs, sql);
+  if (r.code !== 0) throw new Error(`psql failed: ${r.stderr}`);
+  return r.stdout.trim();
+};
+const ids = async (cs: string) => (await q(cs, 'SELECT string_agg(id::text, \',\' ORDER BY id) FROM t')).split(',').filter(Boolean).map(Number);
+
+describe.each(TEST_MAJORS)('backups and PITR on Postgres %i', (major) => {
+  let t: TestStack;
+  let project: any;
+  const path = (p: string) => `/v1/projects/${project.id}${p}`;
+  const insert = (cs: string, id: number) => q(cs, `INSERT INTO t VALUES (${id})`);
+
+  beforeAll(async () => {
+    t = await startTestStack();
+    const res = await t.request('POST', '/v1/projects', { body: { name: `pitr-${major}`, pg_version: major } });
+    expect(res.status).toBe(201);
+    project = res.body;
+    expect(project.pg_version).toBe(major);
+    await q(project.connection_string, 'CREATE TABLE t (id int PRIMARY KEY)');
+    await insert(project.connection_string, 1);
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  let backup: any;
+
+  it('records a named restore point at the current LSN; a restore of it holds exactly what was committed before', async () => {
+    await insert(project.connection_string, 2);
+    const res = await t.request('POST', path('/backups'), { body: { name: 'before-migration', branch_id: project.branch_id } });
+    expect(res.status).toBe(201);
+    backup = res.body;
+    expect(backup).toMatchObject({ name: 'before-migration', branch_id: project.branch_id, kind: 'named' });
+    expect(backup.lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    // The very next transaction: its commit record starts at or past the restore point.
+    await insert(project.connection_string, 3);
+    await q(project.connection_string, 'DROP TABLE t; CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (99)');
+
+    const list = await t.request('GET', path('/backups'));
+    expect(list.status).toBe(200);
+    expect(list.body.map((b: any) => b.id)).toContain(backup.id);
+    expect((await t.request('GET', path(`/backups/${backup.id}`))).body.lsn).toBe(backup.lsn);
+
+    const restored = await t.request('POST', path(`/backups/${backup.id}/restore`));
+    expect(restored.status).toBe(201);
+    expect(restored.body).toMatchObject({ lsn: backup.lsn, compute_id: expect.stringMatching(/^ep-/), branch_id: expect.stringMatching(/^br-/) });
+    // The base was taken by the backup itself, after the last commit: the WAL replayed shows none.
+    if (restored.body.last_commit_at !== null) expect(Date.parse(restored.body.last_commit_at)).toBeLessThanOrEqual(Date.parse(backup.created_at));
+    expect(await ids(restored.body.connection_string)).toEqual([1, 2]);
+    // A read-write branch of its own; the source is untouched.
+    await insert(restored.body.connection_string, 50);
+    expect(await ids(project.connection_string)).toEqual([99]);
+    const branch = await t.request('GET', path(`/branches/${restored.body.branch_id}`));
+    expect(branch.body).toMatchObject({ parent_id: project.branch_id, parent_lsn: backup.lsn, pg_version: major });
+  });
+
+  it('branches at an exact LSN: transactions whose commit starts before it are in, the rest out', async () => {
+    const cs = project.connection_string;
+    await insert(cs, 100);
+    // Read inside the transaction, just before its commit: the commit record starts past it.
+    const lsn = await q(cs, 'BEGIN; INSERT INTO t VALUES (101); SELECT pg_current_wal_insert_lsn(); COMMIT;');
+    const at = lsn.split('\n').find((l) => /\//.test(l))!.trim();
+    await insert(cs, 102);
+    const res = await t.request('POST', path('/branches'), { body: { name: `at-lsn-${major}`, parent_lsn: at } });
+    expect(res.status).toBe(201);
+    expect(res.body.parent_lsn).toBe(at);
+    expect(res.body.seeds).toEqual([]);
+    expect(await ids(res.body.connection_string)).toEqual([99, 100]);
+  });
+
+  it('branches at a moment: everything committed at or before it, and says which LSN and last commit', async () => {
+    const cs = project.connection_string;
+    await insert(cs, 200);
+    const moment = await q(cs, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
+    await new Promise((r) => setTimeout(r, 20));
+    await insert(cs, 201);
+    const res = await t.request('POST', path('/branches'), { body: { name: `at-time-${major}`, parent_timestamp: moment } });
+    expect(res.status).toBe(201);
+    expect(await ids(res.body.connection_string)).toEqual([99, 100, 101, 102, 200]);
+    expect(res.body.parent_lsn).toMatch(/\//);
+    expect(Date.parse(res.body.parent_commit_at)).toBeLessThanOrEqual(Date.parse(moment));
+  });
+
+  it('refuses a moment without an offset, a malformed LSN, both at once, and a moment outside the window, changing nothing', async () => {
+    const before = (await t.request('GET', path('/branches'))).body.length;
+    const bad = [
+      { name: 'x1', parent_timestamp: '2026-12-01T10:00:00' },
+      { name: 'x2', parent_lsn: '0/XYZ' },
+      { name: 'x3', parent_lsn: '0/1', parent_timestamp: '2026-12-01T10:00:00Z' },
+      { name: 'x4', parent_timestamp: '2026-12-01T10:00:00\u0000Z' },
+    ];
+    for (const body of bad) {
+      const res = await t.request('POST', path('/branches'), { body });
+      expect(res.status).toBe(422);
+    }
+    const old = await t.request('POST', path('/branches'), { body: { name: 'x5', parent_timestamp: '2020-01-01T00:00:00Z' } });
+    expect(old.status).toBe(422);
+    expect(old.body.error.message).toMatch(/retention window starts at/);
+    const future = await t.request('POST', path('/branches'), { body: { name: 'x6', parent_lsn: 'FF/0' } });
+    expect(future.status).toBe(422);
+    expect((await t.request('GET', path('/branches'))).body.length).toBe(before);
+  });
+
+  it('restores to before a reset: the branch history before it is kept', async () => {
+    const child = (await t.request('POST', path('/branches'), { body: { name: `resettable-${major}` } })).body;
+    await insert(child.connection_string, 300);
+    const bk = await t.request('POST', path('/backups'), { body: { name: 'before-reset', branch_id: child.id } });
+    expect(bk.status).toBe(201);
+    await insert(child.connection_string, 301);
+    const reset = await t.request('POST', path(`/branches/${child.id}/reset`));
+    expect(reset.status).toBe(200);
+    expect(await ids(child.connection_string)).not.toContain(300);
+    const restored = await t.request('POST', path(`/backups/${bk.body.id}/restore`), { body: { name: `pre-reset-${major}` } });
+    expect(restored.status).toBe(201);
+    const got = await ids(restored.body.connection_string);
+    expect(got).toContain(300);
+    expect(got).not.toContain(301);
+  });
+});
