@@ -128,4 +128,32 @@ describe.each(TEST_MAJORS)('backups and PITR on Postgres %i', (major) => {
     expect(got).toContain(300);
     expect(got).not.toContain(301);
   });
+
+  it('rewinds a branch in place, keeping its endpoint, and preserves the state before under a new name', async () => {
+    const cs = project.connection_string;
+    await insert(cs, 400);
+    const lsn = (await q(cs, 'SELECT pg_current_wal_insert_lsn()')).trim();
+    // The mistake.
+    await q(cs, 'DELETE FROM t');
+    const res = await t.request('POST', path(`/branches/${project.branch_id}/restore`), { body: { source_lsn: lsn, preserve_under_name: `before-undo-${major}` } });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ id: project.branch_id, compute_id: project.endpoint_id, lsn });
+    expect(res.body.preserved_branch_id).toMatch(/^br-/);
+    // The same connection string sees the state before the mistake.
+    expect(await ids(cs)).toContain(400);
+    const preserved = await t.request('GET', path(`/branches/${res.body.preserved_branch_id}`));
+    expect(preserved.body).toMatchObject({ name: `before-undo-${major}`, status: 'ready' });
+    const ep = await t.request('GET', path(`/endpoints/${preserved.body.compute_id}`));
+    expect(await ids(ep.body.connection_string)).toEqual([]);
+    // Writable again, and restorable again: its history goes on.
+    await insert(cs, 401);
+    expect(await ids(cs)).toContain(401);
+  });
+
+  it('refuses an in-place restore with neither or both points', async () => {
+    for (const body of [{}, { source_lsn: '0/1', source_timestamp: '2026-12-01T00:00:00Z' }]) {
+      const res = await t.request('POST', path(`/branches/${project.branch_id}/restore`), { body });
+      expect(res.status).toBe(422);
+    }
+  });
 });

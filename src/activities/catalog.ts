@@ -276,11 +276,18 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       historyId?: string;
       /** A branch made at a past point: commit time of the last transaction it holds. */
       parentCommitAt?: string | null;
+      /** An in-place restore: `lsn` is of the branch's own history, not a fork point of its parent. */
+      keepParentLsn?: boolean;
     }): Promise<void> {
       await db.transaction().execute(async (tx) => {
         await tx
           .updateTable('branches')
-          .set({ driver: i.driver, parent_lsn: i.lsn, status: 'ready', ...(i.parentCommitAt !== undefined ? { parent_commit_at: i.parentCommitAt } : {}) })
+          .set({
+            driver: i.driver,
+            status: 'ready',
+            ...(i.keepParentLsn ? {} : { parent_lsn: i.lsn }),
+            ...(i.parentCommitAt !== undefined && !i.keepParentLsn ? { parent_commit_at: i.parentCommitAt } : {}),
+          })
           .where('id', '=', i.branchId)
           .execute();
         if (i.historyId) await beginHistory(tx, { branchId: i.branchId, historyId: i.historyId, startLsn: i.lsn });
@@ -334,6 +341,26 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
           .execute();
         await insertBackup(tx, { id: i.backupId, projectId: i.projectId, branchId: b.branchId, historyId: b.historyId, name: `scheduled-${b.takenAt}`, kind: 'scheduled', lsn: b.endLsn, timeline: b.timeline, baseId: b.baseId });
       });
+    },
+
+    /**
+     * The branch that keeps a restored branch's earlier state: ready, its compute suspended (it
+     * starts on the first connection), the same size and password as the restored one.
+     */
+    async createPreservedBranchRecords(i: { projectId: string; fromBranchId: string; branchId: string; endpointId: string; name: string; parentBranchId: string | null; hostId: string }): Promise<void> {
+      const from = await db.selectFrom('endpoints').select(['pg_password_enc', 'compute_cu', 'auto_suspend_seconds']).where('branch_id', '=', i.fromBranchId).executeTakeFirst();
+      if (!from) throw failure('NotFound', `branch ${i.fromBranchId} has no endpoint`);
+      const driver = (await db.selectFrom('branches').select('driver').where('id', '=', i.fromBranchId).executeTakeFirst())?.driver ?? 'copy';
+      try {
+        await db.transaction().execute(async (tx) => {
+          await insertBranchWithEndpoint(tx, { ...i, isPrimary: false, passwordSealed: from.pg_password_enc, computeCu: from.compute_cu, autoSuspendSeconds: from.auto_suspend_seconds });
+          await tx.updateTable('branches').set({ status: 'ready', driver }).where('id', '=', i.branchId).execute();
+          await tx.updateTable('endpoints').set({ status: 'suspended' }).where('id', '=', i.endpointId).execute();
+        });
+      } catch (err) {
+        if (isUniqueViolation(err)) throw failure('Conflict', `a branch named "${i.name}" already exists`);
+        throw err;
+      }
     },
 
     async recordNamedBackup(i: { backupId: string; projectId: string; branchId: string; historyId: string; name: string; lsn: string; timeline: number }): Promise<void> {

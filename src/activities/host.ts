@@ -249,6 +249,20 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
       return { port, driver, historyId, limitsEnforced };
     },
 
+    /** The branch's own data rewound from a base of its history (its current data is set aside). */
+    async restoreBranchDataInPlace(i: { sourceBranchId: string; historyId: string; baseId: string; childBranchId: string; targetLsn: string }): Promise<ForkResult> {
+      return engine.restoreBranchData(i, { signal: signal() });
+    },
+
+    /** The data a restore set aside becomes another branch's (a rename; O(1) on every driver). */
+    async adoptBranchDataAside(i: { fromBranchId: string; toBranchId: string }): Promise<void> {
+      await engine.branches.adoptAside(i.fromBranchId, i.toBranchId);
+    },
+
+    async returnBranchDataAside(i: { fromBranchId: string; toBranchId: string }): Promise<void> {
+      await engine.branches.returnAside(i.fromBranchId, i.toBranchId);
+    },
+
     async pruneHistory(i: { branchId: string; historyId: string; timeline: number; keepFromLsn: string }): Promise<void> {
       await engine.pruneHistory(i);
     },

@@ -235,6 +235,20 @@ export class BranchData {
     }
   }
 
+  /** The aside data becomes the data dir of another (new) branch. Idempotent. */
+  async adoptAside(fromBranchId: string, toBranchId: string): Promise<void> {
+    const aside = this.asideDir(fromBranchId);
+    const to = this.layout.branchDataDir(toBranchId);
+    if ((await exists(aside)) && !(await exists(to))) await fsp.rename(aside, to);
+    if (!(await exists(to))) throw new Error(`no data set aside for branch ${fromBranchId} to give to ${toBranchId}`);
+  }
+
+  /** Undoes adoptAside. */
+  async returnAside(fromBranchId: string, toBranchId: string): Promise<void> {
+    const to = this.layout.branchDataDir(toBranchId);
+    if ((await exists(to)) && !(await exists(this.asideDir(fromBranchId)))) await fsp.rename(to, this.asideDir(fromBranchId));
+  }
+
   async dropAside(branchId: string): Promise<void> {
     await removeDataDir(this.asideDir(branchId));
   }

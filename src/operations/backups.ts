@@ -1,4 +1,4 @@
-import { createBackup, restoreBranch, takeBaseBackup } from '../workflows/backups';
+import { createBackup, restoreBranch, restoreBranchInPlace, takeBaseBackup } from '../workflows/backups';
 import { defineOperation, workflowIds } from './define';
 
 /** A named restore point; queues with nothing: it only reads the branch. */
@@ -23,6 +23,15 @@ export const backupBase = defineOperation({
 export const branchRestore = defineOperation({
   kind: 'branch.restore',
   workflow: restoreBranch,
+  workflowId: (i) => workflowIds.branch(i.branchId),
+  projectId: (i) => i.projectId,
+  branchId: (i) => i.branchId,
+});
+
+/** A branch rewound to a point of its own history, keeping its endpoint; shares the branch's id with reset and delete. */
+export const branchRestoreInPlace = defineOperation({
+  kind: 'branch.restore-in-place',
+  workflow: restoreBranchInPlace,
   workflowId: (i) => workflowIds.branch(i.branchId),
   projectId: (i) => i.projectId,
   branchId: (i) => i.branchId,

@@ -1,3 +1,4 @@
+import { isCancellation, log } from '@temporalio/workflow';
 import { catalog, host, Saga } from './common';
 import type { BranchRecordsInput } from '../activities/catalog';
 import type { SeedResult } from '../engine/seeds';
@@ -147,6 +148,103 @@ export async function restoreBranch(input: RestoreBranchInput): Promise<RestoreR
       catalog.markBranchReady({ branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn: target.lsn, limitsEnforced, historyId, parentCommitAt: target.lastCommitAt }),
     );
     return await saga.succeed<RestoreResult>({ branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn: target.lsn, lastCommitAt: target.lastCommitAt, seeds: [] });
+  } catch (err) {
+    return saga.fail(err);
+  }
+}
+
+export interface RestoreInPlaceInput {
+  operationId: string;
+  projectId: string;
+  branchId: string;
+  endpointId: string;
+  hostId: string;
+  target: RestoreTargetInput;
+  windowStart: string;
+  /** Keep the state before the restore as a branch of this name (a new branch and endpoint). */
+  preserve?: { name: string; branchId: string; endpointId: string; parentBranchId: string | null };
+}
+
+export interface RestoreInPlaceResult extends RestoreResult {
+  preservedBranchId: string | null;
+}
+
+/**
+ * "Undo my mistake": the branch goes back to a point of its own history, keeping its endpoint
+ * id, port and connection string. The data before the restore stays aside until the restored
+ * compute serves, then becomes the preserved branch or is dropped; a failure puts it back.
+ */
+export async function restoreBranchInPlace(input: RestoreInPlaceInput): Promise<RestoreInPlaceResult> {
+  const saga = new Saga(['mark_restoring', 'resolve_target', 'stop_compute', 'set_aside', 'restore', 'start_compute', 'preserve', 'finalize', 'cleanup'], input.operationId);
+  const h = host(input.hostId);
+  const ep = { endpointId: input.endpointId, branchId: input.branchId };
+  try {
+    const { spec } = await catalog.endpointSpec(input.endpointId);
+    await saga.runGuarded('mark_restoring', () => catalog.setBranchStatus({ branchId: input.branchId, status: 'resetting' }), () =>
+      catalog.setBranchStatus({ branchId: input.branchId, status: 'ready' }),
+    );
+    // Resolved while the compute still runs: the archive is made to reach the present first.
+    const sources = await catalog.restoreSources(input.branchId);
+    const target = await saga.run('resolve_target', () =>
+      h.resolveRestoreTarget({
+        sourceBranchId: input.branchId,
+        endpoint: sources.endpoint,
+        currentHistoryId: sources.currentHistoryId,
+        histories: sources.histories,
+        bases: sources.bases,
+        target: input.target,
+        windowStart: input.windowStart,
+      }),
+    );
+    await saga.runGuarded('stop_compute', () => h.stopEndpoint(ep), () => h.startEndpoint(spec));
+    await saga.runGuarded('set_aside', () => h.setBranchDataAside(input.branchId), () => h.restoreBranchDataAside(input.branchId));
+    const { driver, historyId } = await saga.runGuarded(
+      'restore',
+      () =>
+        h.restoreBranchDataInPlace({ sourceBranchId: input.branchId, historyId: target.historyId, baseId: target.baseId, childBranchId: input.branchId, targetLsn: target.lsn }),
+      () => h.removeBranchData(input.branchId),
+    );
+    const { port, limitsEnforced } = await saga.runGuarded('start_compute', () => h.startEndpoint(spec), () => h.stopEndpoint(ep));
+    let preservedBranchId: string | null = null;
+    if (input.preserve) {
+      const p = input.preserve;
+      await saga.runGuarded(
+        'preserve',
+        async () => {
+          await catalog.createPreservedBranchRecords({ projectId: input.projectId, fromBranchId: input.branchId, branchId: p.branchId, endpointId: p.endpointId, name: p.name, parentBranchId: p.parentBranchId, hostId: input.hostId });
+          await catalog.recordEndpointPort({ endpointId: p.endpointId, port: await h.reservePort(p.endpointId) });
+          await h.adoptBranchDataAside({ fromBranchId: input.branchId, toBranchId: p.branchId });
+        },
+        async () => {
+          await h.returnBranchDataAside({ fromBranchId: input.branchId, toBranchId: p.branchId });
+          await h.removeEndpointFiles(p.endpointId);
+          await catalog.purgeBranch(p.branchId);
+        },
+      );
+      preservedBranchId = p.branchId;
+    }
+    await saga.run('finalize', () =>
+      catalog.markBranchReady({ branchId: input.branchId, endpointId: input.endpointId, port, driver, lsn: target.lsn, limitsEnforced, historyId, keepParentLsn: true }),
+    );
+    if (!input.preserve) {
+      // Past finalize the restore is done: a failure to drop the old data must not undo it.
+      await saga.run('cleanup', () =>
+        h.dropBranchDataAside(input.branchId).catch((err) => {
+          if (isCancellation(err)) throw err;
+          log.warn('could not drop the data set aside by the restore; the next reset or restore drops it', { branchId: input.branchId, error: String(err) });
+        }),
+      );
+    }
+    return await saga.succeed<RestoreInPlaceResult>({
+      branchId: input.branchId,
+      endpointId: input.endpointId,
+      port,
+      driver,
+      lsn: target.lsn,
+      lastCommitAt: target.lastCommitAt,
+      seeds: [],
+      preservedBranchId,
+    });
   } catch (err) {
     return saga.fail(err);
   }

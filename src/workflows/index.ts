@@ -3,4 +3,4 @@ export { createProject, deleteProject } from './projects';
 export { createBranch, resetBranch, deleteBranch } from './branches';
 export { suspendEndpoint, resumeEndpoint, resizeEndpoint } from './endpoints';
 export { autoSuspendSweep, expireBranches, autoscaleSweep, backupSweep } from './schedules';
-export { createBackup, takeBaseBackup, restoreBranch } from './backups';
+export { createBackup, takeBaseBackup, restoreBranch, restoreBranchInPlace } from './backups';

@@ -15,7 +15,7 @@ import { endpointById } from '../../db/queries/endpoints';
 import { isUniqueViolation } from '../../db';
 import { idPattern, newId } from '../../domain/ids';
 import { resourceName } from '../../domain/names';
-import { branchCreate, branchDelete, branchReset, branchRestore } from '../../operations';
+import { branchCreate, branchDelete, branchReset, branchRestore, branchRestoreInPlace } from '../../operations';
 import { lsnField, retentionWindowStart, timestampField } from '../pointInTime';
 import type { BranchResult } from '../../workflows/branches';
 
@@ -168,6 +168,56 @@ export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, 
       });
       if (!outcome.done) return answerAccepted(ctx, b.project_id, outcome.operationId, { status: 'running', branch_id: b.id });
       ctx.body = await withCompute(auth, b.project_id, outcome.result, outcome.operationId);
+    },
+  });
+
+  defineRoute(router, registry, deps, {
+    method: 'post',
+    path: '/v1/projects/{project_id}/branches/{branch_id}/restore',
+    summary: 'Rewind a branch to a point of its own history; the endpoint and connection string stay the same',
+    tags: ['Branches'],
+    action: 'branch.restore',
+    params: branchParams,
+    body: z
+      .object({
+        source_lsn: lsnField.optional().openapi({ description: "An LSN of the branch's current history (exclusive)" }),
+        source_timestamp: timestampField.optional().openapi({ description: 'Every transaction committed at or before this moment (ISO 8601 with an offset)' }),
+        preserve_under_name: branchName.optional().openapi({ description: 'Keep the state before the restore as a new branch of this name' }),
+      })
+      .strict()
+      .refine((b) => Boolean(b.source_lsn) !== Boolean(b.source_timestamp), { message: 'give exactly one of source_lsn and source_timestamp', path: ['source_lsn'] }),
+    responses: {
+      200: { description: 'Restored', schema: branchWithComputeSchema.extend({ lsn: z.string(), last_commit_at: z.string().nullable(), preserved_branch_id: z.string().nullable() }) },
+      202: { description: 'Still restoring; poll the operation', schema: branchAcceptedSchema },
+      409: { description: 'The branch is busy, or the name to preserve under is taken' },
+      422: { description: 'The point is outside the history or its retention window' },
+    },
+    handler: async (ctx, { params, body, auth }) => {
+      const b = await requireBranch(deps, auth, params.project_id, params.branch_id);
+      if (b.status !== 'ready') throw conflict(`branch ${b.id} is ${b.status}`);
+      if (!b.compute_id) throw conflict(`branch ${b.id} has no compute`);
+      if (body.preserve_under_name) {
+        const taken = await branchNamed(deps.db, b.project_id, body.preserve_under_name);
+        if (taken) throw conflict(`a branch named "${body.preserve_under_name}" already exists (${taken.id})`);
+      }
+      const outcome = await runOperation(deps, auth, branchRestoreInPlace, {
+        projectId: b.project_id,
+        branchId: b.id,
+        endpointId: b.compute_id,
+        hostId: b.host_id,
+        target: body.source_lsn ? { lsn: body.source_lsn } : { timestamp: body.source_timestamp },
+        windowStart: retentionWindowStart(deps),
+        ...(body.preserve_under_name
+          ? { preserve: { name: body.preserve_under_name, branchId: newId('branch'), endpointId: newId('endpoint'), parentBranchId: b.parent_id } }
+          : {}),
+      });
+      if (!outcome.done) return answerAccepted(ctx, b.project_id, outcome.operationId, { status: 'running', branch_id: b.id });
+      ctx.body = {
+        ...(await withCompute(auth, b.project_id, outcome.result, outcome.operationId)),
+        lsn: outcome.result.lsn,
+        last_commit_at: outcome.result.lastCommitAt,
+        preserved_branch_id: outcome.result.preservedBranchId,
+      };
     },
   });
 
