@@ -63,8 +63,8 @@ export const envSchema = z.object({
   LAMPION_TTL_SWEEP_SECONDS: z.coerce.number().int().min(1).max(86400).default(60),
   LAMPION_AUTOSCALE_SWEEP_SECONDS: z.coerce.number().int().min(5).max(3600).default(30),
   LAMPION_BACKUP_SWEEP_SECONDS: z.coerce.number().int().min(5).max(86_400).default(300),
-  LAMPION_BACKUP_INTERVAL_HOURS: z.coerce.number().min(0.01).max(24 * 30).default(24),
-  LAMPION_BACKUP_RETENTION_DAYS: z.coerce.number().min(0.01).max(3650).default(7),
+  LAMPION_BACKUP_INTERVAL_HOURS: z.coerce.number().min(0).max(24 * 30).default(24),
+  LAMPION_BACKUP_RETENTION_DAYS: z.coerce.number().min(0).max(3650).default(7),
   LAMPION_REGIONS: z
     .string()
     .default('local')

@@ -6,6 +6,7 @@
 import { startTestStack, TestStack } from './support/stack';
 import { psql } from './support/clients';
 import { TEST_MAJORS } from './support/pg';
+import { runScheduleOnce, waitFor } from './support/schedules';
 
 jest.setTimeout(240_000);
 
@@ -155,5 +156,50 @@ describe.each(TEST_MAJORS)('backups and PITR on Postgres %i', (major) => {
       const res = await t.request('POST', path(`/branches/${project.branch_id}/restore`), { body });
       expect(res.status).toBe(422);
     }
+  });
+});
+
+describe('the backup Schedule', () => {
+  let t: TestStack;
+  let project: any;
+  const path = (p: string) => `/v1/projects/${project.id}${p}`;
+  const sweep = () => runScheduleOnce(t, t.stack.temporal.schedule.getHandle(t.stack.schedules.find((s) => s.id.endsWith('-backups'))!.id));
+  const bases = async () => (await t.request('GET', path('/backups'))).body.filter((b: any) => b.kind === 'scheduled');
+
+  beforeAll(async () => {
+    // Every sweep takes a base; history older than ~2 s is past the window.
+    t = await startTestStack({ LAMPION_BACKUP_INTERVAL_HOURS: '0', LAMPION_BACKUP_RETENTION_DAYS: String(2 / 86_400) });
+    project = (await t.request('POST', '/v1/projects', { body: { name: 'schedule' } })).body;
+    await q(project.connection_string, 'CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)');
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  it('takes base backups and prunes what the window and named backups no longer need, keeping restores working', async () => {
+    const ids1 = async () => (await bases()).map((b: any) => b.id as string);
+    await sweep();
+    await waitFor(async () => (await bases()).length === 1);
+    const [b1] = await ids1();
+    // Needs b1 (no newer base existed when it was recorded), however old b1 gets.
+    const named = await t.request('POST', path('/backups'), { body: { name: 'keep-me' } });
+    expect(named.status).toBe(201);
+    await q(project.connection_string, 'INSERT INTO t VALUES (2)');
+    const sweepAfter = async (ms: number, count: number) => {
+      await new Promise((r) => setTimeout(r, ms));
+      await sweep();
+      await waitFor(async () => (await bases()).length >= count);
+    };
+    await sweepAfter(2500, 2);
+    const b2 = (await ids1()).find((id: string) => id !== b1)!;
+    await sweepAfter(2500, 3);
+    await sweepAfter(2500, 3);
+    const left = await ids1();
+    // b2 is older than the newest base at the window's start: nothing needs it.
+    expect(left).not.toContain(b2);
+    expect(left).toContain(b1);
+    const restored = await t.request('POST', path(`/backups/${named.body.id}/restore`));
+    expect(restored.status).toBe(201);
+    expect(await ids(restored.body.connection_string)).toEqual([1]);
   });
 });

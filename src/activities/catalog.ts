@@ -13,6 +13,7 @@ import { withFaults } from './faults';
 import { beginHistory, branchBases, branchHistories, insertBackup } from '../db/queries/backups';
 import type { BaseInfo } from '../engine/backups';
 import type { BaseRow, HistoryRow } from '../domain/restoreTarget';
+import type { RetentionInput } from '../domain/retention';
 
 export interface ProjectRecordsInput {
   projectId: string;
@@ -361,6 +362,53 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
         if (isUniqueViolation(err)) throw failure('Conflict', `a branch named "${i.name}" already exists`);
         throw err;
       }
+    },
+
+    /** Branches with base backups, and for each what retention must keep (see domain/retention). */
+    async retentionInputs(retentionDays: number): Promise<({ branchId: string; hostId: string } & RetentionInput)[]> {
+      const windowStart = new Date(Date.now() - retentionDays * 86_400_000).toISOString();
+      const iso = (d: Date | string) => new Date(d).toISOString();
+      const branches = await db
+        .selectFrom('branches')
+        .select(['id', 'host_id'])
+        .where('status', '=', 'ready')
+        .where(({ exists, selectFrom }) => exists(selectFrom('base_backups').select('id').whereRef('base_backups.branch_id', '=', 'branches.id')))
+        .execute();
+      const out: ({ branchId: string; hostId: string } & RetentionInput)[] = [];
+      for (const b of branches) {
+        const histories = await branchHistories(db, b.id);
+        const historyAtTime = (t: Date | string) =>
+          histories.filter((h) => new Date(h.started_at) <= new Date(t) && (!h.ended_at || new Date(t) < new Date(h.ended_at))).at(-1)?.history_id;
+        const named = await db.selectFrom('backups').select(['history_id', 'lsn']).where('branch_id', '=', b.id).where('kind', '=', 'named').execute();
+        const children = await db.selectFrom('branches').select(['parent_lsn', 'created_at']).where('parent_id', '=', b.id).where('parent_lsn', 'is not', null).execute();
+        out.push({
+          branchId: b.id,
+          hostId: b.host_id,
+          windowStart,
+          histories: histories.map((h) => ({ historyId: h.history_id, startedAt: iso(h.started_at), endedAt: h.ended_at ? iso(h.ended_at) : null })),
+          bases: (await branchBases(db, b.id)).map((x) => ({ id: x.id, historyId: x.history_id, startLsn: x.start_lsn, endLsn: x.end_lsn, takenAt: iso(x.taken_at), timeline: x.timeline })),
+          namedBackups: named.map((n) => ({ historyId: n.history_id, lsn: n.lsn })),
+          forkPoints: children.flatMap((c) => {
+            const historyId = historyAtTime(c.created_at);
+            return historyId && c.parent_lsn ? [{ historyId, lsn: c.parent_lsn }] : [];
+          }),
+        });
+      }
+      return out;
+    },
+
+    /** Forgets pruned bases (and the scheduled backups that were them) and removed histories. */
+    async forgetPruned(i: { branchId: string; baseIds: string[]; historyIds: string[] }): Promise<void> {
+      await db.transaction().execute(async (tx) => {
+        if (i.baseIds.length) {
+          await tx.deleteFrom('backups').where('base_id', 'in', i.baseIds).where('kind', '=', 'scheduled').execute();
+          await tx.deleteFrom('base_backups').where('id', 'in', i.baseIds).execute();
+        }
+        if (i.historyIds.length) {
+          await tx.deleteFrom('base_backups').where('branch_id', '=', i.branchId).where('history_id', 'in', i.historyIds).execute();
+          await tx.deleteFrom('branch_histories').where('branch_id', '=', i.branchId).where('history_id', 'in', i.historyIds).execute();
+        }
+      });
     },
 
     async recordNamedBackup(i: { backupId: string; projectId: string; branchId: string; historyId: string; name: string; lsn: string; timeline: number }): Promise<void> {

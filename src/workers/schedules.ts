@@ -17,10 +17,10 @@ export interface ScheduleSpec {
 export function lampionSchedules(
   prefix: string,
   intervals: { autoSuspend: number; ttl: number; autoscale: number; backup: number },
-  backups: { intervalHours: number },
+  backups: { intervalHours: number; retentionDays: number },
 ): ScheduleSpec[] {
   return [
-    { id: `${prefix}-backups`, workflow: backupSweep, everySeconds: intervals.backup, args: [{ intervalHours: backups.intervalHours }] },
+    { id: `${prefix}-backups`, workflow: backupSweep, everySeconds: intervals.backup, args: [{ intervalHours: backups.intervalHours, retentionDays: backups.retentionDays }] },
     { id: `${prefix}-auto-suspend`, workflow: autoSuspendSweep, everySeconds: intervals.autoSuspend },
     { id: `${prefix}-branch-ttl`, workflow: expireBranches, everySeconds: intervals.ttl },
     { id: `${prefix}-autoscale`, workflow: autoscaleSweep, everySeconds: intervals.autoscale },

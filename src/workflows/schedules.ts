@@ -1,4 +1,5 @@
-import { uuid4 } from '@temporalio/workflow';
+import { log, uuid4 } from '@temporalio/workflow';
+import { planRetention } from '../domain/retention';
 import { catalog, host } from './common';
 import { startDecidedOperation } from './start';
 import { autoscaleDecision } from '../domain/sizing';
@@ -28,7 +29,7 @@ export async function autoSuspendSweep(): Promise<{ suspended: string[] }> {
  * Run by a Schedule: a base backup of every branch whose current history has none within the
  * interval, so a restore replays at most that much WAL. Each base is its own operation.
  */
-export async function backupSweep(args: { intervalHours: number }): Promise<{ started: string[] }> {
+export async function backupSweep(args: { intervalHours: number; retentionDays: number }): Promise<{ started: string[]; prunedBases: number }> {
   const due = await catalog.findBranchesNeedingBase(args.intervalHours);
   const started: string[] = [];
   for (const b of due) {
@@ -36,7 +37,22 @@ export async function backupSweep(args: { intervalHours: number }): Promise<{ st
     const input = { projectId: b.projectId, branchId: b.branchId, hostId: b.hostId, baseId: `base-${suffix}`, backupId: `bk-${suffix}` };
     if (await startDecidedOperation(backupBase, input, b)) started.push(b.branchId);
   }
-  return { started };
+  // Retention: bases and WAL nothing can ask for any more (see domain/retention).
+  let prunedBases = 0;
+  for (const r of await catalog.retentionInputs(args.retentionDays)) {
+    const plan = planRetention(r);
+    const h = host(r.hostId);
+    try {
+      for (const b of plan.removeBases) await h.removeBase({ branchId: r.branchId, historyId: b.historyId, baseId: b.id });
+      for (const historyId of plan.removeHistories) await h.removeHistory({ branchId: r.branchId, historyId });
+      for (const w of plan.pruneWal) await h.pruneHistory({ branchId: r.branchId, ...w });
+      await catalog.forgetPruned({ branchId: r.branchId, baseIds: plan.removeBases.map((b) => b.id), historyIds: plan.removeHistories });
+      prunedBases += plan.removeBases.length;
+    } catch (err) {
+      log.warn('retention of a branch failed; the next sweep tries again', { branchId: r.branchId, error: String(err) });
+    }
+  }
+  return { started, prunedBases };
 }
 
 /** Run by a Schedule: delete unprotected branches past expires_at. */
