@@ -195,6 +195,10 @@ describe('the backup Schedule', () => {
     await sweepAfter(2500, 3);
     await sweepAfter(2500, 3);
     const left = await ids1();
+    // The sweep also reads each compute's archiver: visible on the endpoint.
+    const ep = (await t.request('GET', path(`/endpoints/${project.endpoint_id}`))).body;
+    expect(ep.wal_archive).toMatchObject({ failed_count: 0, last_failed_wal: null });
+    expect(ep.wal_archive.archived_count).toBeGreaterThan(0);
     // b2 is older than the newest base at the window's start: nothing needs it.
     expect(left).not.toContain(b2);
     expect(left).toContain(b1);

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Transaction } from 'kysely';
 import type { Db, Database, BranchStatus, ComputeEvent } from '../db';
+import type { ArchiverStats } from '../db/schema';
 import { isUniqueViolation } from '../db';
 import type { StorageDriver } from '../engine/storage';
 import { encryptSecret, generatePassword } from '../domain/secrets';
@@ -498,6 +499,16 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
         minCu: r.min_cu!,
         maxCu: r.max_cu!,
       }));
+    },
+
+    /** Running computes, for the archiver check of the backup Schedule. */
+    async runningEndpoints(): Promise<{ spec: EndpointSpec; hostId: string }[]> {
+      const rows = await db.selectFrom('endpoints').selectAll().where('status', '=', 'running').where('port', 'is not', null).execute();
+      return rows.map((ep) => ({ spec: { endpointId: ep.id, branchId: ep.branch_id, port: ep.port!, computeCu: ep.compute_cu, projectId: ep.project_id }, hostId: ep.host_id }));
+    },
+
+    async recordArchiverStatus(i: { endpointId: string; stats: ArchiverStats }): Promise<void> {
+      await db.updateTable('endpoints').set({ wal_archive: JSON.stringify(i.stats) }).where('id', '=', i.endpointId).execute();
     },
 
     async touchEndpoint(endpointId: string): Promise<void> {

@@ -12,6 +12,7 @@ import { withFaults } from './faults';
 import { HistoryGapError, type BaseInfo, type HistoryEnd } from '../engine/backups';
 import { baseForLsn, baseForTime, BaseRow, HistoryRow, historyAt, lastCommitBefore, lsnForTime, parseTimestampMicros } from '../domain/restoreTarget';
 import { compareLsn, normalizeLsn } from '../domain/lsn';
+import { archiverStats } from '../engine/walArchive';
 
 export interface HostDeps {
   engine: HostEngine;
@@ -158,6 +159,12 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
     /** A base backup of the branch's current history; long on the copy driver (pg_basebackup). */
     async takeBase(i: { branchId: string; baseId: string; endpoint?: { endpointId: string; port: number } }): Promise<BaseInfo> {
       return engine.takeBase(i.branchId, i.baseId, i.endpoint, { signal: signal() });
+    },
+
+    /** pg_stat_archiver of the running compute; null when it is not running. */
+    async archiverStatus(spec: EndpointSpec) {
+      if (!(await engine.endpointRunning(spec))) return null;
+      return archiverStats(engine.layout.socketDir(spec.endpointId), spec.port);
     },
 
     /** The history the branch's data dir writes now. */

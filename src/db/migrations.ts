@@ -142,6 +142,7 @@ const migrations: Record<string, Migration> = {
   '0005_backups': {
     async up(db) {
       await db.schema.alterTable('branches').addColumn('parent_commit_at', 'timestamptz').execute();
+      await db.schema.alterTable('endpoints').addColumn('wal_archive', 'jsonb').execute();
       await db.schema
         .createTable('branch_histories')
         .addColumn('branch_id', 'text', (c) => c.notNull().references('branches.id').onDelete('cascade'))

@@ -119,8 +119,20 @@ export interface EndpointsTable {
   /** Last CPU sample of the compute's cgroup, for autoscaling. */
   cpu_seconds: number | null;
   cpu_sampled_at: Timestamp | null;
+  /** pg_stat_archiver as last read by the backup Schedule (see engine/walArchive). */
+  wal_archive: ColumnType<ArchiverStats | null, string | null | undefined, string | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
+}
+
+export interface ArchiverStats {
+  archived_count: number;
+  last_archived_wal: string | null;
+  last_archived_at: string | null;
+  failed_count: number;
+  last_failed_wal: string | null;
+  last_failed_at: string | null;
+  checked_at: string;
 }
 
 export interface SeedsTable {

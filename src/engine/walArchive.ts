@@ -115,6 +115,26 @@ export async function waitArchived(socketDir: string, port: number, dir: string,
   }
 }
 
+/** pg_stat_archiver of a running compute: failures show here (and WAL is kept until archived). */
+export async function archiverStats(socketDir: string, port: number) {
+  return withSystemClient(socketDir, port, async (c) => {
+    const r = await c.query(
+      `SELECT archived_count::int, last_archived_wal, last_archived_time, failed_count::int, last_failed_wal, last_failed_time FROM pg_stat_archiver`,
+    );
+    const row = r.rows[0];
+    const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
+    return {
+      archived_count: row.archived_count as number,
+      last_archived_wal: row.last_archived_wal as string | null,
+      last_archived_at: iso(row.last_archived_time),
+      failed_count: row.failed_count as number,
+      last_failed_wal: row.last_failed_wal as string | null,
+      last_failed_at: iso(row.last_failed_time),
+      checked_at: new Date().toISOString(),
+    };
+  });
+}
+
 export async function readArchivedEnd(dir: string): Promise<string | undefined> {
   try {
     return (await fsp.readFile(path.join(dir, END_FILE), 'utf8')).trim() || undefined;

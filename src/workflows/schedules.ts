@@ -37,6 +37,11 @@ export async function backupSweep(args: { intervalHours: number; retentionDays: 
     const input = { projectId: b.projectId, branchId: b.branchId, hostId: b.hostId, baseId: `base-${suffix}`, backupId: `bk-${suffix}` };
     if (await startDecidedOperation(backupBase, input, b)) started.push(b.branchId);
   }
+  // Archiving failures become visible on the endpoint (wal_archive), not only in its log.
+  for (const ep of await catalog.runningEndpoints()) {
+    const stats = await host(ep.hostId).archiverStatus(ep.spec).catch(() => null);
+    if (stats) await catalog.recordArchiverStatus({ endpointId: ep.spec.endpointId, stats });
+  }
   // Retention: bases and WAL nothing can ask for any more (see domain/retention).
   let prunedBases = 0;
   for (const r of await catalog.retentionInputs(args.retentionDays)) {

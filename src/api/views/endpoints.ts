@@ -22,6 +22,18 @@ export const endpointSchema = z
     min_cu: z.number().nullable(),
     max_cu: z.number().nullable(),
     limits_enforced: z.boolean(),
+    wal_archive: z
+      .object({
+        archived_count: z.number(),
+        last_archived_wal: z.string().nullable(),
+        last_archived_at: z.string().nullable(),
+        failed_count: z.number(),
+        last_failed_wal: z.string().nullable(),
+        last_failed_at: z.string().nullable(),
+        checked_at: z.string(),
+      })
+      .nullable()
+      .openapi({ description: "pg_stat_archiver of the compute as last read by the backup Schedule; failures mean WAL is kept on the compute until archived" }),
     last_active_at: z.string(),
     created_at: z.string(),
   })
@@ -60,6 +72,7 @@ export function endpointView(ep: EndpointListRow, access: PublicAccess) {
     min_cu: ep.min_cu,
     max_cu: ep.max_cu,
     limits_enforced: ep.limits_enforced,
+    wal_archive: ep.wal_archive ?? null,
     last_active_at: new Date(ep.last_active_at).toISOString(),
     created_at: new Date(ep.created_at).toISOString(),
   } satisfies z.infer<typeof endpointSchema>;
