@@ -43,6 +43,8 @@ import {
 
 const RUNS = argNumber('runs', 7);
 const DRIVERS = argList('drivers', ['btrfs', 'copy']) as StorageDriver[];
+/** Postgres majors to measure, each beside its own floor (default: the newest installed). */
+const MAJORS = argList('pg', []).map(Number);
 const BUDGET_MS = argNumber('budget-min', 14) * 60_000;
 const SIZES = [
   { label: '30 MB', scale: argNumber('scale-small', 2) },
@@ -96,7 +98,8 @@ interface Cell {
 }
 
 interface DriverResult {
-  driver: StorageDriver;
+  /** The driver and the major, e.g. "btrfs pg18". */
+  driver: string;
   dataDir: string;
   cells: Cell[];
   limitsEnforced: boolean;
@@ -128,16 +131,16 @@ async function expectStatus(b: BenchStack, method: string, p: string, body: unkn
 }
 
 /** A project whose primary compute holds a pgbench data set of the given scale, idle and running. */
-async function makeParent(b: BenchStack, name: string, scale: number): Promise<Parent> {
+async function makeParent(b: BenchStack, name: string, scale: number, major: number): Promise<Parent> {
   const engine = b.stack.engine;
-  const p = await expectStatus(b, 'POST', '/v1/projects', { name }, [201]);
+  const p = await expectStatus(b, 'POST', '/v1/projects', { name, pg_version: major }, [201]);
   const epPath = `/v1/projects/${p.id}/endpoints/${p.endpoint_id}`;
   // No auto-suspend: the parent must stay up through the whole benchmark.
   await expectStatus(b, 'PATCH', epPath, { auto_suspend_seconds: 0, compute_cu: FILL_CU }, [200]);
   const ep = await expectStatus(b, 'GET', epPath, undefined, [200]);
   const t0 = performance.now();
   const fill = await runCommand(
-    path.join(engine.pgs.newest.binDir, 'pgbench'),
+    path.join(engine.pgs.get(major).binDir, 'pgbench'),
     ['-i', '-q', '-s', String(scale), '-h', '127.0.0.1', '-p', String(ep.pg_port), '-U', USER_ROLE, 'postgres'],
     pgEnv({ PGPASSWORD: p.pg_password, PGSSLMODE: 'disable' }),
   );
@@ -163,11 +166,12 @@ async function makeParent(b: BenchStack, name: string, scale: number): Promise<P
   return parent;
 }
 
-async function runDriver(driver: StorageDriver, deadline: number, driversLeft: number): Promise<DriverResult> {
+async function runDriver(driver: StorageDriver, majorArg: number | undefined, deadline: number, driversLeft: number): Promise<DriverResult> {
   const baseDir = driver === 'btrfs' ? ensureBtrfsVolume(BTRFS_VOLUME, BTRFS_SIZE) : os.tmpdir();
   const b = await startBenchStack({ baseDir, prefix: 'lampion-bench-branch-', env: { LAMPION_STORAGE_DRIVER: driver } });
   const engine = b.stack.engine;
-  const pg = engine.pgs.newest;
+  const pg = majorArg ? engine.pgs.get(majorArg) : engine.pgs.newest;
+  const major = pg.major;
   let floorSeq = 0;
   try {
     const actual = await engine.driver();
@@ -176,7 +180,7 @@ async function runDriver(driver: StorageDriver, deadline: number, driversLeft: n
 
     const cells: Cell[] = [];
     for (const s of SIZES) {
-      const parent = await makeParent(b, `parent-${s.scale}`, s.scale);
+      const parent = await makeParent(b, `parent-${s.scale}`, s.scale, major);
       cells.push({ size: s.label, scale: s.scale, runs: RUNS, parent, lampion: [], floor: [] });
     }
 
@@ -253,7 +257,7 @@ async function runDriver(driver: StorageDriver, deadline: number, driversLeft: n
         log(`${driver} ${cell.size} run ${i + 1}/${cell.runs}: lampion ${fmtMs(l.total)} (api ${fmtMs(l.api)}), floor ${fmtMs(f.total)} (fork ${fmtMs(f.fork)}, start ${fmtMs(f.start)})`);
       }
     }
-    return { driver, dataDir: b.dataDir, cells, limitsEnforced: engine.limiter.enforced, note };
+    return { driver: `${driver} pg${major}`, dataDir: b.dataDir, cells, limitsEnforced: engine.limiter.enforced, note };
   } finally {
     await b.stop();
   }
@@ -289,14 +293,14 @@ function report(results: DriverResult[]) {
     if (!small || !large) continue;
     const lr = median(large.lampion.map((s) => s.total)) / median(small.lampion.map((s) => s.total));
     const fr = median(large.floor.map((s) => s.total)) / median(small.floor.map((s) => s.total));
-    const target = r.driver === 'btrfs' ? '  (target ≤ 1.3)' : '';
-    console.log(`  ${r.driver.padEnd(5)} lampion median ${large.size} / ${small.size} = ${lr.toFixed(2)}${target}   floor ${fr.toFixed(2)}`);
+    const target = r.driver.startsWith('btrfs') ? '  (target ≤ 1.3)' : '';
+    console.log(`  ${r.driver.padEnd(10)} lampion median ${large.size} / ${small.size} = ${lr.toFixed(2)}${target}   floor ${fr.toFixed(2)}`);
   }
   for (const r of results) {
-    if (r.driver !== 'btrfs') continue;
+    if (!r.driver.startsWith('btrfs')) continue;
     for (const c of r.cells) {
       const ratio = median(c.lampion.map((s) => s.total)) / median(c.floor.map((s) => s.total));
-      console.log(`  btrfs ${c.size}: ratio ${ratio.toFixed(2)} (target ≤ 2) ${ratio <= 2 ? 'met' : 'MISSED'}`);
+      console.log(`  ${r.driver} ${c.size}: ratio ${ratio.toFixed(2)} (target ≤ 2) ${ratio <= 2 ? 'met' : 'MISSED'}`);
     }
   }
   for (const r of results) if (r.note) console.log(`  note (${r.driver}): ${r.note}`);
@@ -334,9 +338,10 @@ function report(results: DriverResult[]) {
 async function main() {
   const deadline = startedAt + BUDGET_MS;
   const results: DriverResult[] = [];
-  for (const [i, driver] of DRIVERS.entries()) {
+  const runs = DRIVERS.flatMap((driver) => (MAJORS.length ? MAJORS : [undefined]).map((major) => ({ driver, major })));
+  for (const [i, { driver, major }] of runs.entries()) {
     if (driver !== 'btrfs' && driver !== 'copy') throw new Error(`unknown driver ${driver}`);
-    results.push(await runDriver(driver, deadline, DRIVERS.length - i));
+    results.push(await runDriver(driver, major, deadline, runs.length - i));
   }
   report(results);
   log(`done in ${((performance.now() - startedAt) / 60_000).toFixed(1)} min`);

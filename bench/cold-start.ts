@@ -31,6 +31,8 @@ import {
 
 const RUNS = argNumber('runs', 10);
 const DRIVER = argList('driver', ['copy'])[0];
+/** The Postgres major of the project measured (default: the newest installed). */
+const MAJOR = argNumber('pg', 0);
 
 async function main() {
   if (DRIVER !== 'copy' && DRIVER !== 'btrfs') throw new Error(`unknown driver ${DRIVER}`);
@@ -38,9 +40,9 @@ async function main() {
   const loadBefore = machineLoad();
   const b = await startBenchStack({ baseDir, prefix: 'lampion-bench-cold-', env: { LAMPION_STORAGE_DRIVER: DRIVER } });
   const engine = b.stack.engine;
-  const pg = engine.pgs.newest;
+  const pg = MAJOR ? engine.pgs.get(MAJOR) : engine.pgs.newest;
   try {
-    const p = (await b.request('POST', '/v1/projects', { name: 'cold' })).body;
+    const p = (await b.request('POST', '/v1/projects', { name: 'cold', pg_version: pg.major })).body;
     if (!p?.endpoint_id) throw new Error(`project create failed: ${JSON.stringify(p)}`);
     const epPath = `/v1/projects/${p.id}/endpoints/${p.endpoint_id}`;
     // The sweep must not suspend it behind our back.
@@ -108,7 +110,7 @@ async function main() {
     const f = F.map((s) => s.ms);
     const fs = F.map((s) => s.socketMs);
     const ratio = median(l) / median(f);
-    console.log(`\ncold-start  runs=${RUNS}  driver=${await engine.driver()}  compute 0.25 CU  limits ${engine.limiter.enforced ? 'enforced' : 'not enforced'}`);
+    console.log(`\ncold-start  runs=${RUNS}  Postgres ${pg.major}  driver=${await engine.driver()}  compute 0.25 CU  limits ${engine.limiter.enforced ? 'enforced' : 'not enforced'}`);
     console.log(`  ${loadBefore} before, ${machineLoad()} after`);
     console.log(
       table(

@@ -3,6 +3,9 @@ import { promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { HostLayout } from './layout';
 import { ensureOwnedDir, exists, writeFileAtomic } from './fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { run, OsUser } from './exec';
 import { PgInstall, pgBin, withSystemClient } from './cluster';
 import { compareLsn, walFileName } from '../domain/lsn';
@@ -173,24 +176,29 @@ export function isoFromMicros(us: bigint): string {
  */
 export async function commitsBetween(pg: PgInstall, dir: string, timeline: number, start: string, end: string): Promise<TransactionEnd[]> {
   if (compareLsn(start, end) >= 0) return [];
-  let stdout = '';
-  try {
-    ({ stdout } = await run(
-      pgBin(pg, 'pg_waldump'),
-      ['--path', dir, '--timeline', String(timeline), '--start', start, '--end', end, '--rmgr', 'Transaction'],
-      { user: pg.user, env: { TZ: 'UTC', LC_ALL: 'C' }, timeoutMs: 600_000 },
-    ));
-  } catch (err) {
-    // pg_waldump exits non-zero at the end of available WAL ("could not find a valid record"), after printing what it read.
-    stdout = (err as { stdout?: string }).stdout ?? '';
-    if (!stdout) throw err;
-  }
   const out: TransactionEnd[] = [];
-  for (const line of stdout.split('\n')) {
+  // Streamed line by line: a busy history has hundreds of thousands of commits.
+  const child = spawn(pgBin(pg, 'pg_waldump'), ['--path', dir, '--timeline', String(timeline), '--start', start, '--end', end, '--rmgr', 'Transaction'], {
+    uid: pg.user?.uid,
+    gid: pg.user?.gid,
+    env: { ...process.env, TZ: 'UTC', LC_ALL: 'C', ...(pg.user ? { HOME: '/tmp' } : {}) },
+    cwd: '/',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+  const lines = createInterface({ input: child.stdout });
+  lines.on('line', (line) => {
     const m = WALDUMP_LINE.exec(line);
-    if (!m) continue;
+    if (!m) return;
     const atMicros = micros(m[2]);
     out.push({ lsn: m[1], atMicros, at: isoFromMicros(atMicros) });
+  });
+  const [code] = (await once(child, 'close')) as [number | null];
+  // pg_waldump reports an error where readable WAL ends before --end (the last segment's tail);
+  // what it printed up to there is the history. A failure before any record is a real one.
+  if (code !== 0 && !/error in WAL record|could not find a valid record|could not find file|invalid record length|incorrect prev-link/.test(stderr)) {
+    throw new Error(`pg_waldump over ${dir} failed (${code}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
   }
   return out;
 }
