@@ -11,6 +11,7 @@ import { registerHealthRoutes } from './routes/health';
 import { registerBranchRoutes } from './routes/branches';
 import { registerSeedRoutes } from './routes/seeds';
 import { registerEndpointRoutes } from './routes/endpoints';
+import { registerDumpRoutes } from './routes/endpoints/dump';
 import { registerMetricsRoutes } from './routes/metrics';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
@@ -27,6 +28,7 @@ export function createApp(deps: ApiDeps): Koa {
   registerBranchRoutes(router, registry, deps);
   registerSeedRoutes(router, registry, deps);
   registerEndpointRoutes(router, registry, deps);
+  registerDumpRoutes(router, registry, deps);
   registerMetricsRoutes(router, registry, deps);
 
   const document = new OpenApiGeneratorV31(registry.definitions).generateDocument({
