@@ -11,6 +11,7 @@ import { registerHealthRoutes } from './routes/health';
 import { registerBranchRoutes } from './routes/branches';
 import { registerSeedRoutes } from './routes/seeds';
 import { registerEndpointRoutes } from './routes/endpoints';
+import { registerDumpRoutes } from './routes/endpoints/dump';
 import { registerMetricsRoutes } from './routes/metrics';
 import { registerBackupRoutes } from './routes/backups';
 
@@ -28,6 +29,7 @@ export function createApp(deps: ApiDeps): Koa {
   registerBranchRoutes(router, registry, deps);
   registerSeedRoutes(router, registry, deps);
   registerEndpointRoutes(router, registry, deps);
+  registerDumpRoutes(router, registry, deps);
   registerMetricsRoutes(router, registry, deps);
   registerBackupRoutes(router, registry, deps);
 

@@ -28,7 +28,8 @@ export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z
   params?: P;
   query?: Q;
   body?: B;
-  responses: Record<number, { description: string; schema?: z.ZodType }>;
+  /** A schema is JSON unless `mediaType` names another type (e.g. application/sql, described as a string). */
+  responses: Record<number, { description: string; schema?: z.ZodType; mediaType?: string }>;
   handler: (
     ctx: Koa.Context,
     input: { params: z.infer<P>; query: z.infer<Q>; body: z.infer<B>; auth: AuthContext },
@@ -47,7 +48,7 @@ export function defineRoute<P extends z.ZodType = z.ZodObject<{}>, Q extends z.Z
 ): void {
   const responses: Record<string, unknown> = {};
   for (const [status, r] of Object.entries(spec.responses)) {
-    responses[status] = r.schema ? { description: r.description, content: { 'application/json': { schema: r.schema } } } : { description: r.description };
+    responses[status] = r.schema ? { description: r.description, content: { [r.mediaType ?? 'application/json']: { schema: r.schema } } } : { description: r.description };
   }
   // Every error a route can answer is in the document: malformed JSON and oversized bodies where
   // there is a body, and 409 wherever an operation may hold the resource.

@@ -38,6 +38,8 @@ export const POLICY = {
   'endpoint.update': 'developer',
   'endpoint.suspend': 'developer',
   'endpoint.allowlist.write': 'admin',
+  /** A dump carries every row of the database, as much as the password does. */
+  'endpoint.dump': 'developer',
   'metrics.read': 'viewer',
   'health.read': 'viewer',
 } as const satisfies Record<string, Role>;

@@ -48,3 +48,8 @@ export async function updateEndpointSettings(db: Db, endpointId: string, s: { au
 export async function setAllowlist(db: Db, endpointId: string, entries: string[]): Promise<void> {
   await db.updateTable('endpoints').set({ allowlist: JSON.stringify(entries), updated_at: sql`now()` }).where('id', '=', endpointId).execute();
 }
+
+/** Records client activity on the endpoint (what the auto-suspend sweep ages from). */
+export async function touchEndpoint(db: Db, endpointId: string): Promise<void> {
+  await db.updateTable('endpoints').set({ last_active_at: sql`now()` }).where('id', '=', endpointId).execute();
+}
