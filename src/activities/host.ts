@@ -64,6 +64,16 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
       return engine.createRootBranchData(i.branchId, i.pgVersion);
     },
 
+    /**
+     * The undo of a fork or restore into an existing branch's place (reset, in-place restore):
+     * only the data dir it wrote goes; the branch's history (archive, bases) stays.
+     */
+    async removeForkedData(branchId: string): Promise<void> {
+      await engine.stopEndpoint({ branchId });
+      await engine.branches.removeDataDir(branchId);
+    },
+
+    /** Everything of the branch on this host: data dir, WAL archive of every history, bases. */
     async removeBranchData(branchId: string): Promise<void> {
       await engine.stopEndpoint({ branchId });
       await engine.removeBranchData(branchId);

@@ -197,9 +197,15 @@ export class BranchData {
     return total;
   }
 
-  async remove(branchId: string): Promise<void> {
+  /** The data dir alone (a failed fork into an existing branch's place); its history stays. */
+  async removeDataDir(branchId: string): Promise<void> {
     await this.stopEarlierCopy(branchId);
     await removeDataDir(this.layout.branchDataDir(branchId));
+  }
+
+  /** Everything of the branch: data dir, the archive of every history, its bases. */
+  async remove(branchId: string): Promise<void> {
+    await this.removeDataDir(branchId);
     await fsp.rm(this.layout.walArchiveDir(branchId), { recursive: true, force: true });
     const bases = path.join(this.layout.basesDir, branchId);
     for (const history of await fsp.readdir(bases).catch(() => [] as string[])) {

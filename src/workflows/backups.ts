@@ -202,7 +202,7 @@ export async function restoreBranchInPlace(input: RestoreInPlaceInput): Promise<
       'restore',
       () =>
         h.restoreBranchDataInPlace({ sourceBranchId: input.branchId, historyId: target.historyId, baseId: target.baseId, childBranchId: input.branchId, targetLsn: target.lsn }),
-      () => h.removeBranchData(input.branchId),
+      () => h.removeForkedData(input.branchId),
     );
     const { port, limitsEnforced } = await saga.runGuarded('start_compute', () => h.startEndpoint(spec), () => h.stopEndpoint(ep));
     let preservedBranchId: string | null = null;

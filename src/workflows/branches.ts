@@ -111,7 +111,7 @@ export async function resetBranch(input: ResetBranchInput): Promise<BranchResult
     const { driver, lsn, historyId } = await saga.runGuarded(
       'fork',
       async () => h.forkBranchData({ ...(await catalog.forkParent(input.parentBranchId)), childBranchId: input.branchId }),
-      () => h.removeBranchData(input.branchId),
+      () => h.removeForkedData(input.branchId),
     );
     const { port, limitsEnforced } = await saga.runGuarded('start_compute', () => h.startEndpoint(spec), () => h.stopEndpoint(ep));
     const seedCount = await catalog.enabledSeedCount(input.projectId);
