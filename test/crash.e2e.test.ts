@@ -454,6 +454,31 @@ describe('crashes', () => {
     });
   });
 
+  test('kill -9 mid in-place restore: the branch settles by itself, rewound or as it was, serving', async () => {
+    const opFinal = (id: string) =>
+      waitFor(`operation ${id} final`, async () => {
+        const r = await s.request('GET', `/v1/projects/${project.id}/operations/${id}`, { timeoutMs: 2000 }).catch(() => undefined);
+        return r?.status === 200 && r.body.status !== 'running' ? r.body : undefined;
+      }, 60_000, 200);
+    const bk = await s.request('POST', `/v1/projects/${project.id}/backups`, { body: { name: 'before-crash', branch_id: project.branch_id } });
+    expect(bk.status).toBe(202);
+    expect((await opFinal(bk.body.operation_id)).status).toBe('succeeded');
+    const backup = (await s.request('GET', `/v1/projects/${project.id}/backups/${bk.body.backup_id}`)).body;
+    await sqlOn(project.id, project.endpoint_id, "INSERT INTO parent_marker VALUES ('after-backup')");
+    const res = await s.request('POST', `/v1/projects/${project.id}/branches/${project.branch_id}/restore`, { body: { source_lsn: backup.lsn } });
+    expect(res.status).toBe(202);
+    const op: RoundOp = { kind: 'reset', operationId: res.body.operation_id };
+    const deadline = Date.now() + 15_000;
+    while (!(await reached(op, ['stop_compute', 'set_aside', 'restore', 'start_compute'])) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await s.kill9();
+    await s.start();
+    const final = await opFinal(res.body.operation_id);
+    recovery['in-place-restore'] = { stepAtKill: op.stepAtKill, outcome: final.status };
+    await waitFor('the branch ready', async () => ((await s.request('GET', `/v1/projects/${project.id}/branches/${project.branch_id}`)).body.status === 'ready' ? true : undefined), 60_000, 250);
+    const markers = (await sqlOn(project.id, project.endpoint_id, 'SELECT v FROM parent_marker ORDER BY v')).map((r) => r.v);
+    expect(markers).toEqual(final.status === 'succeeded' ? ['parent'] : ['after-backup', 'parent']);
+  });
+
   test('afterwards: no orphan process, data dir, endpoint dir, port, set-aside dir, transitional row or running operation', async () => {
     // eslint-disable-next-line no-console
     console.log('branch crash recovery (ms):', JSON.stringify(recovery, null, 1));
@@ -464,7 +489,7 @@ describe('crashes', () => {
     const endpoints = await catalog('SELECT id, project_id, branch_id, port, status FROM endpoints');
     const entries = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []);
     // Data dirs and catalog rows match one to one; nothing set aside or half-copied is left.
-    expect(entries(path.join(s.dataDir, 'branches'))).toEqual(branches);
+    expect(entries(path.join(s.dataDir, 'branches')).filter((e) => e !== '_bases')).toEqual(branches);
     expect(entries(path.join(s.dataDir, 'wal')).filter((e) => !branches.includes(e))).toEqual([]);
     expect(entries(path.join(s.dataDir, 'endpoints'))).toEqual(endpoints.map((e) => e.id).sort());
     // A postmaster runs for exactly the catalog's running endpoints, none for a deleted branch.
