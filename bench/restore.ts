@@ -58,7 +58,9 @@ async function main() {
     const from = lsnToBigInt(await lsn());
     let step = 0;
     while (lsnToBigInt(await lsn()) - from < BigInt(WAL_MB) * 1024n * 1024n) {
-      await user.query(`UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 50 = ${step++ % 50}`);
+      // Contiguous slices: a scattered update would full-page-image every page of the table at once.
+      const lo = (step++ * 20_000) % (SCALE * 100_000);
+      await user.query(`UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid > ${lo} AND aid <= ${lo + 20_000}`);
     }
     const walMb = Number(lsnToBigInt(await lsn()) - from) / 2 ** 20;
     await user.end();

@@ -10,7 +10,7 @@ import { USER_ROLE } from '../domain/roles';
 import { failure } from '../operations/failures';
 import { withFaults } from './faults';
 import { HistoryGapError, type BaseInfo, type HistoryEnd } from '../engine/backups';
-import { baseForLsn, baseForTime, BaseRow, HistoryRow, historyAt, lastCommitBefore, lsnForTime, parseTimestampMicros } from '../domain/restoreTarget';
+import { baseForLsn, baseForTime, BaseRow, HistoryRow, historyAt, lsnForTime, parseTimestampMicros } from '../domain/restoreTarget';
 import { compareLsn, normalizeLsn } from '../domain/lsn';
 import { archiverStats } from '../engine/walArchive';
 
@@ -238,10 +238,18 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
       if (!base) {
         throw failure('InvalidRestoreTarget', `no base backup of branch ${i.sourceBranchId} reaches back to ${i.target.timestamp ?? i.target.lsn} (${windowNote}; a new branch's first base is taken right after it is created)`);
       }
-      const commits = await engine.historyCommits(i.sourceBranchId, end, base.startLsn);
-      const lsn = atMicros !== undefined ? lsnForTime(commits, atMicros, base, end.endLsn) : normalizeLsn(i.target.lsn!);
+      let lsn: string;
+      if (atMicros !== undefined) {
+        // Forward from the base, stopping at the first commit after the moment.
+        const t = atMicros;
+        const commits = await engine.historyCommits(i.sourceBranchId, end, base.startLsn, (c) => c.atMicros > t && compareLsn(c.lsn, base.endLsn) >= 0);
+        lsn = lsnForTime(commits, atMicros, base, end.endLsn);
+      } else {
+        lsn = normalizeLsn(i.target.lsn!);
+      }
       if (compareLsn(lsn, end.endLsn) > 0) throw failure('InvalidRestoreTarget', `LSN ${lsn} is past the end of the branch's history (${end.endLsn})`);
-      return { historyId, baseId: base.id, lsn, lastCommitAt: lastCommitBefore(commits, lsn)?.at ?? null };
+      const last = await engine.lastCommitBefore(i.sourceBranchId, end, base.startLsn, lsn);
+      return { historyId, baseId: base.id, lsn, lastCommitAt: last?.at ?? null };
     },
 
     /** Port, a copy of the base replaying to the target, and the compute started once promoted. */

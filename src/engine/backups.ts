@@ -19,7 +19,8 @@ import {
   waitArchived,
   restoreCommand,
 } from './walArchive';
-import { compareLsn } from '../domain/lsn';
+import { compareLsn, lsnFromBigInt, lsnToBigInt } from '../domain/lsn';
+import { lastCommitBefore as lastCommitOf } from '../domain/restoreTarget';
 
 /** A base backup as it lies on the host: consistent for any replay target at or past `endLsn`. */
 export interface BaseInfo {
@@ -148,10 +149,35 @@ export class HistoryGapError extends Error {}
  * Commit records of the history from `fromLsn` to its end, read from the archive with
  * pg_waldump: how a timestamp becomes an LSN and how an answer names the last commit kept.
  */
-export async function historyCommits(layout: HostLayout, pgs: PgInstalls, branchId: string, end: HistoryEnd, fromLsn: string): Promise<TransactionEnd[]> {
+export async function historyCommits(
+  layout: HostLayout,
+  pgs: PgInstalls,
+  branchId: string,
+  end: HistoryEnd,
+  fromLsn: string,
+  until?: (c: TransactionEnd) => boolean,
+): Promise<TransactionEnd[]> {
   const dir = archiveDir(layout, { branchId, historyId: end.historyId });
   // WAL is per major: only the branch's own pg_waldump reads it.
-  return commitsBetween(await pgs.forDataDir(layout.branchDataDir(branchId)), dir, end.timeline, fromLsn, end.endLsn);
+  return commitsBetween(await pgs.forDataDir(layout.branchDataDir(branchId)), dir, end.timeline, fromLsn, end.endLsn, until);
+}
+
+/**
+ * The last commit before `lsn`, reading backwards in growing windows (one segment, then four
+ * times more…) rather than the whole history since the base: a restore of 100 MB of WAL reads
+ * one segment of it here.
+ */
+export async function lastCommitBefore(layout: HostLayout, pgs: PgInstalls, branchId: string, end: HistoryEnd, floorLsn: string, lsn: string): Promise<TransactionEnd | undefined> {
+  const floor = lsnToBigInt(floorLsn);
+  const to = lsnToBigInt(lsn);
+  let span = 16n * 1024n * 1024n;
+  for (;;) {
+    const from = to - span > floor ? to - span : floor;
+    const commits = await historyCommits(layout, pgs, branchId, { ...end, endLsn: lsn }, lsnFromBigInt(from));
+    const last = lastCommitOf(commits, lsn);
+    if (last || from === floor) return last;
+    span *= 4n;
+  }
 }
 
 /** Drops archived segments older than the one holding `keepFromLsn` (what the oldest kept base needs). */

@@ -14,7 +14,8 @@ import { pgSettingsForCu, resourceLimitsForCu } from '../domain/sizing';
 import type { LongRunOptions } from './exec';
 import type { PgInstalls } from './pgInstalls';
 import { pendingRecovery, ForkResult } from './branchData';
-import { BaseInfo, HistoryEnd, historyCommits, historyEnd, pruneHistory, removeBase, removeHistory, takeBranchBase } from './backups';
+import { BaseInfo, HistoryEnd, historyCommits, historyEnd, lastCommitBefore, pruneHistory, removeBase, removeHistory, takeBranchBase } from './backups';
+import type { TransactionEnd } from './walArchive';
 import { archiveDir, clearArchivedEnd, ensureArchiveDir, ensureHistory, restoreCommand, switchSegment, writeArchivedEnd } from './walArchive';
 
 export interface EndpointSpec {
@@ -234,8 +235,12 @@ export class HostEngine {
     return historyEnd(this.layout, this.pgs, branchId, historyId, this.compute(endpoint));
   }
 
-  historyCommits(branchId: string, end: HistoryEnd, fromLsn: string) {
-    return historyCommits(this.layout, this.pgs, branchId, end, fromLsn);
+  historyCommits(branchId: string, end: HistoryEnd, fromLsn: string, until?: (c: TransactionEnd) => boolean) {
+    return historyCommits(this.layout, this.pgs, branchId, end, fromLsn, until);
+  }
+
+  lastCommitBefore(branchId: string, end: HistoryEnd, floorLsn: string, lsn: string) {
+    return lastCommitBefore(this.layout, this.pgs, branchId, end, floorLsn, lsn);
   }
 
   /**

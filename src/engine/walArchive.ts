@@ -174,7 +174,15 @@ export function isoFromMicros(us: bigint): string {
  * is how a timestamp becomes an exact LSN, and how an answer names the last transaction a
  * restore kept.
  */
-export async function commitsBetween(pg: PgInstall, dir: string, timeline: number, start: string, end: string): Promise<TransactionEnd[]> {
+export async function commitsBetween(
+  pg: PgInstall,
+  dir: string,
+  timeline: number,
+  start: string,
+  end: string,
+  /** Stops reading once this commit is found (it is included): a forward search needs no more. */
+  until?: (c: TransactionEnd) => boolean,
+): Promise<TransactionEnd[]> {
   if (compareLsn(start, end) >= 0) return [];
   const out: TransactionEnd[] = [];
   // Streamed line by line: a busy history has hundreds of thousands of commits.
@@ -188,13 +196,20 @@ export async function commitsBetween(pg: PgInstall, dir: string, timeline: numbe
   let stderr = '';
   child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
   const lines = createInterface({ input: child.stdout });
+  let stopped = false;
   lines.on('line', (line) => {
     const m = WALDUMP_LINE.exec(line);
-    if (!m) return;
+    if (!m || stopped) return;
     const atMicros = micros(m[2]);
-    out.push({ lsn: m[1], atMicros, at: isoFromMicros(atMicros) });
+    const c = { lsn: m[1], atMicros, at: isoFromMicros(atMicros) };
+    out.push(c);
+    if (until?.(c)) {
+      stopped = true;
+      child.kill('SIGKILL');
+    }
   });
   const [code] = (await once(child, 'close')) as [number | null];
+  if (stopped) return out;
   // pg_waldump reports an error where readable WAL ends before --end (the last segment's tail);
   // what it printed up to there is the history. A failure before any record is a real one.
   if (code !== 0 && !/error in WAL record|could not find a valid record|could not find file|invalid record length|incorrect prev-link/.test(stderr)) {
