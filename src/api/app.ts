@@ -13,6 +13,7 @@ import { registerSeedRoutes } from './routes/seeds';
 import { registerEndpointRoutes } from './routes/endpoints';
 import { registerMetricsRoutes } from './routes/metrics';
 import { registerBackupRoutes } from './routes/backups';
+import { registerReplicaRoutes } from './routes/branches/replicas';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -30,6 +31,7 @@ export function createApp(deps: ApiDeps): Koa {
   registerEndpointRoutes(router, registry, deps);
   registerMetricsRoutes(router, registry, deps);
   registerBackupRoutes(router, registry, deps);
+  registerReplicaRoutes(router, registry, deps);
 
   const document = new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',
