@@ -168,6 +168,8 @@ describe.each(TEST_MAJORS)('read replicas on Postgres %i', (major) => {
     expect(postgresUnder(dir)).toEqual([]);
     expect((await t.request('GET', replicas())).body).toEqual([]);
     expect((await t.request('GET', `${replicas()}/${replica.id}`)).status).toBe(404);
+    // Resumed through the API (not woken by the read), so no wake is still recording at the stack's stop.
+    expect((await t.request('POST', path(`/endpoints/${project.endpoint_id}/resume`))).status).toBe(200);
     expect(await ids(project.connection_string)).toEqual([1, 2, 4, 5]);
   });
 });
