@@ -142,9 +142,17 @@ describe.each(TEST_MAJORS)('read replicas on Postgres %i', (major) => {
   it('refuses to reset a branch with replicas; deleting the branch removes them (rows, data, processes)', async () => {
     const child = await t.request('POST', path('/branches'), { body: { name: `with-replica-${major}` } });
     expect(child.status).toBe(201);
-    const rep = await t.request('POST', replicas(child.body.id));
+    // A primary larger than its replica: a hot standby needs at least the primary's max_connections.
+    const ep = path(`/endpoints/${child.body.compute_id}`);
+    expect((await t.request('PATCH', ep, { body: { compute_cu: 1 } })).status).toBe(200);
+    expect((await t.request('POST', `${ep}/suspend`)).status).toBe(200);
+    expect((await t.request('POST', `${ep}/resume`)).status).toBe(200);
+    expect(await q(child.body.connection_string, 'SHOW max_connections')).toBe('150');
+    const rep = await t.request('POST', replicas(child.body.id), { body: { compute_cu: 0.25 } });
     expect(rep.status).toBe(201);
     expect(rep.body.compute_cu).toBe(0.25);
+    expect(await q(rep.body.connection_string, 'SHOW max_connections')).toBe('150');
+    expect(await q(rep.body.connection_string, 'SHOW shared_buffers')).toBe('128MB');
     await replicaShows(rep.body.connection_string, await ids(child.body.connection_string));
 
     const reset = await t.request('POST', path(`/branches/${child.body.id}/reset`));
