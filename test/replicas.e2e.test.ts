@@ -139,6 +139,39 @@ describe.each(TEST_MAJORS)('read replicas on Postgres %i', (major) => {
     expect(postgresUnder(t.stack.engine.layout.branchDataDir(replica.id))).toEqual([]);
   });
 
+  it('comes back after a restart of the stack, still a standby following the primary', async () => {
+    expect((await t.request('POST', `${replicas()}/${replica.id}/resume`)).status).toBe(200);
+    await t.restart();
+    expect(await status(`${replicas()}/${replica.id}`)).toBe('running');
+    expect(await q(replica.connection_string, 'SELECT pg_is_in_recovery()')).toBe('t');
+    await q(project.connection_string, 'INSERT INTO t VALUES (6)');
+    await replicaShows(replica.connection_string, [1, 2, 4, 5, 6]);
+  });
+
+  it.each(['createReplicaRecords:after', 'provisionReplicaCompute', 'provisionReplicaCompute:after', 'markReplicaReady'])(
+    'leaves no replica, data dir, endpoint files or process when %s fails',
+    async (fault) => {
+      const layout = t.stack.engine.layout;
+      const dirs = () => ({ branches: fs.readdirSync(layout.branchesDir).sort(), endpoints: fs.readdirSync(layout.endpointsDir).sort() });
+      const before = dirs();
+      const postmasters = postgresUnder(layout.branchesDir).sort();
+      const f = t.stack.config.faultInjection;
+      f.splice(0, f.length, fault);
+      try {
+        const res = await t.request('POST', replicas());
+        expect(res.status).toBe(500);
+        expect(res.body.error.details.failure_type).toBe('InjectedFault');
+      } finally {
+        f.splice(0, f.length);
+      }
+      expect(dirs()).toEqual(before);
+      expect((await t.request('GET', replicas())).body.map((r: any) => r.id)).toEqual([replica.id]);
+      const rows = await t.stack.db.selectFrom('endpoints').select('id').where('branch_id', '=', project.branch_id).execute();
+      expect(rows.map((r) => r.id).sort()).toEqual([project.endpoint_id, replica.id].sort());
+      expect(postgresUnder(layout.branchesDir).sort()).toEqual(postmasters);
+    },
+  );
+
   it('refuses to reset a branch with replicas; deleting the branch removes them (rows, data, processes)', async () => {
     const child = await t.request('POST', path('/branches'), { body: { name: `with-replica-${major}` } });
     expect(child.status).toBe(201);
@@ -178,6 +211,6 @@ describe.each(TEST_MAJORS)('read replicas on Postgres %i', (major) => {
     expect((await t.request('GET', `${replicas()}/${replica.id}`)).status).toBe(404);
     // Resumed through the API (not woken by the read), so no wake is still recording at the stack's stop.
     expect((await t.request('POST', path(`/endpoints/${project.endpoint_id}/resume`))).status).toBe(200);
-    expect(await ids(project.connection_string)).toEqual([1, 2, 4, 5]);
+    expect(await ids(project.connection_string)).toEqual([1, 2, 4, 5, 6]);
   });
 });
