@@ -10,6 +10,9 @@ import { startTestStack, TestStack } from './support/stack';
 import { psql } from './support/clients';
 import { TEST_MAJORS } from './support/pg';
 import { runScheduleOnce, waitFor } from './support/schedules';
+import { startOperation } from '../src/operations/client';
+import { branchReset } from '../src/operations';
+import { rootFailure } from '../src/operations/failures';
 
 jest.setTimeout(300_000);
 
@@ -191,6 +194,17 @@ describe.each(TEST_MAJORS)('read replicas on Postgres %i', (major) => {
     const reset = await t.request('POST', path(`/branches/${child.body.id}/reset`));
     expect(reset.status).toBe(409);
     expect(reset.body.error.message).toMatch(/delete its replicas first/);
+    // The workflow refuses too (a replica created while the route was deciding), and undoes its mark.
+    const handle = await startOperation(
+      t.stack.temporal,
+      branchReset,
+      { operationId: 'op-replicarace1', projectId: project.id, branchId: child.body.id, endpointId: child.body.compute_id, parentBranchId: project.branch_id, hostId: t.env.LAMPION_HOST_ID },
+      { taskQueue: t.env.LAMPION_TASK_QUEUE },
+    );
+    await expect(handle.result()).rejects.toThrow();
+    expect(rootFailure(await handle.result().catch((e) => e))).toMatchObject({ type: 'Conflict', message: expect.stringMatching(/delete its replicas first/) });
+    expect(await status(path(`/branches/${child.body.id}`))).toBe('ready');
+    await replicaShows(rep.body.connection_string, await ids(child.body.connection_string));
 
     const dir = t.stack.engine.layout.branchDataDir(rep.body.id);
     expect(postgresUnder(dir)).not.toEqual([]);

@@ -294,6 +294,16 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       await db.updateTable('endpoints').set({ status: 'deleting', updated_at: sql`now()` }).where('id', '=', replicaId).where('role', '=', 'replica').execute();
     },
 
+    /**
+     * Refuses a reset or in-place restore of a branch that has replicas: checked once the branch
+     * is marked, so a replica created meanwhile (its records check the branch is ready, under
+     * the branch's row lock) is either seen here or refused there.
+     */
+    async refuseIfReplicas(branchId: string): Promise<void> {
+      const r = await db.selectFrom('endpoints').select('id').where('branch_id', '=', branchId).where('role', '=', 'replica').executeTakeFirst();
+      if (r) throw failure('Conflict', `branch ${branchId} has read replicas; delete its replicas first`);
+    },
+
     /** The branch's replicas (a branch delete removes them first). */
     async branchReplicas(branchId: string): Promise<{ replicaId: string; hostId: string }[]> {
       const rows = await db.selectFrom('endpoints').select(['id', 'host_id']).where('branch_id', '=', branchId).where('role', '=', 'replica').execute();

@@ -106,6 +106,8 @@ export async function resetBranch(input: ResetBranchInput): Promise<BranchResult
     await saga.runGuarded('mark_resetting', () => catalog.setBranchStatus({ branchId: input.branchId, status: 'resetting' }), () =>
       catalog.setBranchStatus({ branchId: input.branchId, status: 'ready' }),
     );
+    // Replicas are standbys of the current data: they could not follow a new history.
+    await saga.run('mark_resetting', () => catalog.refuseIfReplicas(input.branchId));
     await saga.runGuarded('stop_compute', () => h.stopEndpoint(ep), () => h.startEndpoint(spec));
     await saga.runGuarded('set_aside', () => h.setBranchDataAside(input.branchId), () => h.restoreBranchDataAside(input.branchId));
     const { driver, lsn, historyId } = await saga.runGuarded(
