@@ -139,6 +139,8 @@ describe.each(TEST_MAJORS)('read replicas on Postgres %i', (major) => {
     await t.stack.db.updateTable('endpoints').set({ last_active_at: sql`now() - interval '1 minute'` }).where('id', '=', replica.id).execute();
     await runScheduleOnce(t, t.stack.temporal.schedule.getHandle(`${t.env.LAMPION_TASK_QUEUE}-auto-suspend`));
     await waitFor(async () => (await status(`${replicas()}/${replica.id}`)) === 'suspended');
+    // The sweep's suspend records the state before its run ends; the next operation on the replica waits for that.
+    await t.stack.temporal.workflow.getHandle(`endpoint-state/${replica.id}`).result();
     expect(postgresUnder(t.stack.engine.layout.branchDataDir(replica.id))).toEqual([]);
   });
 
