@@ -15,6 +15,8 @@ import { beginHistory, branchBases, branchHistories, insertBackup } from '../db/
 import type { BaseInfo } from '../engine/backups';
 import type { BaseRow, HistoryRow } from '../domain/restoreTarget';
 import type { RetentionInput } from '../domain/retention';
+import { computeDataId } from '../domain/computeData';
+import type { ReplicationStatus } from '../engine/replication';
 
 export interface ProjectRecordsInput {
   projectId: string;
@@ -39,8 +41,18 @@ export interface BranchRecordsInput {
 
 export interface EndpointPlacement {
   endpointId: string;
+  /** The data dir its compute serves (see EndpointSpec.branchId). */
   branchId: string;
   hostId: string;
+  /** A read replica: its data dir is its own, removed with it. */
+  replica?: boolean;
+}
+
+/** Where a replica's primary serves: the branch's primary endpoint. */
+export interface PrimaryPlacement {
+  endpointId: string;
+  branchId: string;
+  port: number;
 }
 
 export interface OperationOutcome {
@@ -158,10 +170,10 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       await db.updateTable('endpoints').set({ status: 'deleting', updated_at: sql`now()` }).where('project_id', '=', projectId).execute();
       const rows = await db
         .selectFrom('endpoints')
-        .select(['id', 'branch_id', 'host_id'])
+        .select(['id', 'branch_id', 'host_id', 'role'])
         .where('project_id', '=', projectId)
         .execute();
-      return rows.map((r) => ({ endpointId: r.id, branchId: r.branch_id, hostId: r.host_id }));
+      return rows.map((r) => ({ endpointId: r.id, branchId: computeDataId(r), hostId: r.host_id, ...(r.role === 'replica' ? { replica: true } : {}) }));
     },
 
     async listProjectBranches(projectId: string): Promise<{ branchId: string; hostId: string }[]> {
@@ -180,6 +192,7 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
         .selectFrom('endpoints')
         .select(['id', 'port', 'pg_password_enc', 'compute_cu', 'auto_suspend_seconds'])
         .where('branch_id', '=', i.parentBranchId)
+        .where('role', '=', 'primary')
         .executeTakeFirst();
       if (!parent) throw failure('NotFound', `parent branch ${i.parentBranchId} has no endpoint`);
       try {
@@ -209,12 +222,113 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       const ep = await db.selectFrom('endpoints').selectAll().where('id', '=', endpointId).executeTakeFirst();
       if (!ep) throw failure('NotFound', `endpoint ${endpointId} is not in the catalog`);
       if (ep.port === null) throw failure('NoPort', `endpoint ${endpointId} has no port`);
-      return { spec: { endpointId, branchId: ep.branch_id, port: ep.port, computeCu: ep.compute_cu, projectId: ep.project_id }, passwordSealed: ep.pg_password_enc, projectId: ep.project_id };
+      return { spec: { endpointId, branchId: computeDataId(ep), port: ep.port, computeCu: ep.compute_cu, projectId: ep.project_id }, passwordSealed: ep.pg_password_enc, projectId: ep.project_id };
+    },
+
+    /** The data dir an endpoint's compute serves (see EndpointSpec.branchId); null once the endpoint is gone. */
+    async computeOf(endpointId: string): Promise<{ endpointId: string; branchId: string } | null> {
+      const ep = await db.selectFrom('endpoints').select(['id', 'branch_id', 'role']).where('id', '=', endpointId).executeTakeFirst();
+      return ep ? { endpointId, branchId: computeDataId(ep) } : null;
+    },
+
+    /**
+     * A replica's endpoint row beside the branch's primary: the primary's password (the standby
+     * has the primary's roles), its own size (the primary's unless given) and port. Refused while
+     * the branch is not ready (a reset, restore or delete owns its data). Idempotent on its id.
+     */
+    async createReplicaRecords(i: { projectId: string; branchId: string; replicaId: string; hostId: string; computeCu?: number }): Promise<{ computeCu: number; primary: PrimaryPlacement }> {
+      return db.transaction().execute(async (tx) => {
+        const branch = await tx.selectFrom('branches').select(['status', 'host_id']).where('id', '=', i.branchId).forUpdate().executeTakeFirst();
+        if (!branch) throw failure('NotFound', `branch ${i.branchId} does not exist`);
+        const existing = await tx.selectFrom('endpoints').select(['compute_cu']).where('id', '=', i.replicaId).executeTakeFirst();
+        if (!existing && branch.status !== 'ready') throw failure('Conflict', `branch ${i.branchId} is ${branch.status}`);
+        const primary = await tx
+          .selectFrom('endpoints')
+          .select(['id', 'port', 'pg_password_enc', 'compute_cu', 'auto_suspend_seconds'])
+          .where('branch_id', '=', i.branchId)
+          .where('role', '=', 'primary')
+          .executeTakeFirst();
+        if (!primary || primary.port === null) throw failure('NotFound', `branch ${i.branchId} has no primary endpoint with a port`);
+        const computeCu = existing?.compute_cu ?? i.computeCu ?? primary.compute_cu;
+        await tx
+          .insertInto('endpoints')
+          .values({
+            id: i.replicaId,
+            project_id: i.projectId,
+            branch_id: i.branchId,
+            host_id: branch.host_id,
+            role: 'replica',
+            status: 'provisioning',
+            pg_password_enc: primary.pg_password_enc,
+            compute_cu: computeCu,
+            auto_suspend_seconds: primary.auto_suspend_seconds,
+          })
+          .onConflict((oc) => oc.column('id').doNothing())
+          .execute();
+        return { computeCu, primary: { endpointId: primary.id, branchId: i.branchId, port: primary.port } };
+      });
+    },
+
+    async markReplicaReady(i: { replicaId: string; port: number; limitsEnforced: boolean; replication: ReplicationStatus | null }): Promise<void> {
+      await db
+        .updateTable('endpoints')
+        .set({
+          status: 'running',
+          port: i.port,
+          limits_enforced: i.limitsEnforced,
+          replication: i.replication ? JSON.stringify(i.replication) : null,
+          last_active_at: sql`now()`,
+          updated_at: sql`now()`,
+        })
+        .where('id', '=', i.replicaId)
+        .execute();
+      await recordEvent(i.replicaId, 'start');
+    },
+
+    /** Removes a replica's endpoint row (the inverse of createReplicaRecords; the end of a delete). */
+    async purgeReplica(replicaId: string): Promise<void> {
+      await db.deleteFrom('endpoints').where('id', '=', replicaId).where('role', '=', 'replica').execute();
+    },
+
+    async markReplicaDeleting(replicaId: string): Promise<void> {
+      await db.updateTable('endpoints').set({ status: 'deleting', updated_at: sql`now()` }).where('id', '=', replicaId).where('role', '=', 'replica').execute();
+    },
+
+    /**
+     * Refuses a reset or in-place restore of a branch that has replicas: checked once the branch
+     * is marked, so a replica created meanwhile (its records check the branch is ready, under
+     * the branch's row lock) is either seen here or refused there.
+     */
+    async refuseIfReplicas(branchId: string): Promise<void> {
+      const r = await db.selectFrom('endpoints').select('id').where('branch_id', '=', branchId).where('role', '=', 'replica').executeTakeFirst();
+      if (r) throw failure('Conflict', `branch ${branchId} has read replicas; delete its replicas first`);
+    },
+
+    /** The branch's replicas (a branch delete removes them first). */
+    async branchReplicas(branchId: string): Promise<{ replicaId: string; hostId: string }[]> {
+      const rows = await db.selectFrom('endpoints').select(['id', 'host_id']).where('branch_id', '=', branchId).where('role', '=', 'replica').execute();
+      return rows.map((r) => ({ replicaId: r.id, hostId: r.host_id }));
+    },
+
+    /** A replica and its primary, for a lag measurement. */
+    async replicaPair(replicaId: string): Promise<{ replica: EndpointSpec; primary?: PrimaryPlacement; hostId: string } | null> {
+      const rep = await db.selectFrom('endpoints').selectAll().where('id', '=', replicaId).where('role', '=', 'replica').executeTakeFirst();
+      if (!rep || rep.port === null) return null;
+      const primary = await db.selectFrom('endpoints').select(['id', 'port']).where('branch_id', '=', rep.branch_id).where('role', '=', 'primary').executeTakeFirst();
+      return {
+        replica: { endpointId: rep.id, branchId: computeDataId(rep), port: rep.port, computeCu: rep.compute_cu, projectId: rep.project_id },
+        ...(primary?.port != null ? { primary: { endpointId: primary.id, branchId: rep.branch_id, port: primary.port } } : {}),
+        hostId: rep.host_id,
+      };
+    },
+
+    async recordReplication(i: { endpointId: string; status: ReplicationStatus }): Promise<void> {
+      await db.updateTable('endpoints').set({ replication: JSON.stringify(i.status) }).where('id', '=', i.endpointId).execute();
     },
 
     /** Where a running parent is served, for a fork through its socket. */
     async forkParent(parentBranchId: string): Promise<{ parentBranchId: string; parentEndpoint?: { endpointId: string; port: number } }> {
-      const parent = await db.selectFrom('endpoints').select(['id', 'port']).where('branch_id', '=', parentBranchId).executeTakeFirst();
+      const parent = await db.selectFrom('endpoints').select(['id', 'port']).where('branch_id', '=', parentBranchId).where('role', '=', 'primary').executeTakeFirst();
       return { parentBranchId, ...(parent?.port != null ? { parentEndpoint: { endpointId: parent.id, port: parent.port } } : {}) };
     },
 
@@ -312,7 +426,7 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
     }> {
       const branch = await db.selectFrom('branches').select(['host_id']).where('id', '=', branchId).executeTakeFirst();
       if (!branch) throw failure('NotFound', `branch ${branchId} does not exist`);
-      const ep = await db.selectFrom('endpoints').select(['id', 'port', 'status']).where('branch_id', '=', branchId).executeTakeFirst();
+      const ep = await db.selectFrom('endpoints').select(['id', 'port', 'status']).where('branch_id', '=', branchId).where('role', '=', 'primary').executeTakeFirst();
       const histories = await branchHistories(db, branchId);
       const iso = (d: Date | string) => new Date(d).toISOString();
       return {
@@ -350,7 +464,12 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
      * starts on the first connection), the same size and password as the restored one.
      */
     async createPreservedBranchRecords(i: { projectId: string; fromBranchId: string; branchId: string; endpointId: string; name: string; parentBranchId: string | null; hostId: string }): Promise<void> {
-      const from = await db.selectFrom('endpoints').select(['pg_password_enc', 'compute_cu', 'auto_suspend_seconds']).where('branch_id', '=', i.fromBranchId).executeTakeFirst();
+      const from = await db
+        .selectFrom('endpoints')
+        .select(['pg_password_enc', 'compute_cu', 'auto_suspend_seconds'])
+        .where('branch_id', '=', i.fromBranchId)
+        .where('role', '=', 'primary')
+        .executeTakeFirst();
       if (!from) throw failure('NotFound', `branch ${i.fromBranchId} has no endpoint`);
       const driver = (await db.selectFrom('branches').select('driver').where('id', '=', i.fromBranchId).executeTakeFirst())?.driver ?? 'copy';
       try {
@@ -423,7 +542,7 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
     async branchPlacement(branchId: string): Promise<{ endpointId: string; hostId: string; parentBranchId: string | null } | null> {
       const row = await db
         .selectFrom('branches')
-        .leftJoin('endpoints', 'endpoints.branch_id', 'branches.id')
+        .leftJoin('endpoints', (j) => j.onRef('endpoints.branch_id', '=', 'branches.id').on('endpoints.role', '=', 'primary'))
         .select(['endpoints.id as endpoint_id', 'branches.host_id', 'branches.parent_id'])
         .where('branches.id', '=', branchId)
         .executeTakeFirst();
@@ -463,18 +582,19 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
     },
 
     /** Running endpoints whose last client left more than auto_suspend_seconds ago. */
-    async findIdleEndpoints(): Promise<{ spec: EndpointSpec; projectId: string; orgId: string; hostId: string }[]> {
+    async findIdleEndpoints(): Promise<{ spec: EndpointSpec; branchId: string; projectId: string; orgId: string; hostId: string }[]> {
       const rows = await db
         .selectFrom('endpoints')
         .innerJoin('projects', 'projects.id', 'endpoints.project_id')
-        .select(['endpoints.id', 'endpoints.branch_id', 'endpoints.host_id', 'endpoints.port', 'endpoints.compute_cu', 'endpoints.project_id', 'projects.org_id'])
+        .select(['endpoints.id', 'endpoints.branch_id', 'endpoints.role', 'endpoints.host_id', 'endpoints.port', 'endpoints.compute_cu', 'endpoints.project_id', 'projects.org_id'])
         .where('endpoints.status', '=', 'running')
         .where('endpoints.port', 'is not', null)
         .where('endpoints.auto_suspend_seconds', '>', 0)
         .where(sql<boolean>`endpoints.last_active_at < now() - make_interval(secs => endpoints.auto_suspend_seconds)`)
         .execute();
       return rows.map((r) => ({
-        spec: { endpointId: r.id, branchId: r.branch_id, port: r.port!, computeCu: r.compute_cu, projectId: r.project_id },
+        spec: { endpointId: r.id, branchId: computeDataId(r), port: r.port!, computeCu: r.compute_cu, projectId: r.project_id },
+        branchId: r.branch_id,
         projectId: r.project_id,
         orgId: r.org_id,
         hostId: r.host_id,
@@ -501,10 +621,14 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       }));
     },
 
-    /** Running computes, for the archiver check of the backup Schedule. */
-    async runningEndpoints(): Promise<{ spec: EndpointSpec; hostId: string }[]> {
+    /** Running computes, for the archiver check (primaries) and the lag check (replicas) of the backup Schedule. */
+    async runningEndpoints(): Promise<{ spec: EndpointSpec; hostId: string; replica: boolean }[]> {
       const rows = await db.selectFrom('endpoints').selectAll().where('status', '=', 'running').where('port', 'is not', null).execute();
-      return rows.map((ep) => ({ spec: { endpointId: ep.id, branchId: ep.branch_id, port: ep.port!, computeCu: ep.compute_cu, projectId: ep.project_id }, hostId: ep.host_id }));
+      return rows.map((ep) => ({
+        spec: { endpointId: ep.id, branchId: computeDataId(ep), port: ep.port!, computeCu: ep.compute_cu, projectId: ep.project_id },
+        hostId: ep.host_id,
+        replica: ep.role === 'replica',
+      }));
     },
 
     async recordArchiverStatus(i: { endpointId: string; stats: ArchiverStats }): Promise<void> {

@@ -134,6 +134,28 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
     },
 
     /**
+     * A read replica: its port, a standby fork of the primary's data (running or not) and its
+     * compute started; returns once the standby is consistent and accepts read-only connections.
+     * Each part is idempotent, so a retry resumes where the last attempt stopped.
+     */
+    async provisionReplicaCompute(i: { replicaId: string; primaryBranchId: string; primaryEndpoint: { endpointId: string; port: number }; computeCu: number; projectId?: string }) {
+      const port = await activities.reservePort(i.replicaId);
+      const { driver, lsn } = await engine.createStandbyData({ primaryBranchId: i.primaryBranchId, primaryEndpoint: i.primaryEndpoint, replicaId: i.replicaId }, { signal: signal() });
+      const s = signal();
+      if (s?.aborted) throw s.reason instanceof Error ? s.reason : new CancelledFailure('cancelled');
+      // The replica's data key is its own endpoint id (see EndpointSpec.branchId).
+      const { limitsEnforced } = await activities.startEndpoint({ endpointId: i.replicaId, branchId: i.replicaId, port, computeCu: i.computeCu, projectId: i.projectId });
+      return { port, driver, lsn, limitsEnforced };
+    },
+
+    /** A replica's replay position and lag; null when the replica's compute is not running. */
+    async replicationStatus(i: { replica: EndpointSpec; primary?: { endpointId: string; branchId: string; port: number } }) {
+      if (!(await engine.endpointRunning(i.replica))) return null;
+      const primaryRunning = i.primary ? await engine.endpointRunning(i.primary) : false;
+      return engine.replicationStatus({ endpointId: i.replica.endpointId, port: i.replica.port }, primaryRunning && i.primary ? i.primary : undefined);
+    },
+
+    /**
      * One seed as the user's role. One activity per seed keeps each history payload to one
      * seed's SQL (≤ 1 MB, under Temporal's 2 MB payload limit) however many a project has.
      */

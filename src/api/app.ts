@@ -14,6 +14,7 @@ import { registerEndpointRoutes } from './routes/endpoints';
 import { registerDumpRoutes } from './routes/endpoints/dump';
 import { registerMetricsRoutes } from './routes/metrics';
 import { registerBackupRoutes } from './routes/backups';
+import { registerReplicaRoutes } from './routes/branches/replicas';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -32,6 +33,7 @@ export function createApp(deps: ApiDeps): Koa {
   registerDumpRoutes(router, registry, deps);
   registerMetricsRoutes(router, registry, deps);
   registerBackupRoutes(router, registry, deps);
+  registerReplicaRoutes(router, registry, deps);
 
   const document = new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',

@@ -5,6 +5,8 @@ import { ENDPOINT_ID_RE, idPattern } from '../domain/ids';
 export const projectIdParam = z.object({ project_id: z.string().regex(idPattern('project'), 'not a project id') });
 export const branchParams = projectIdParam.extend({ branch_id: z.string().regex(idPattern('branch'), 'not a branch id') });
 export const endpointParams = projectIdParam.extend({ endpoint_id: z.string().regex(ENDPOINT_ID_RE, 'not an endpoint id') });
+/** A read replica is an endpoint of its branch: its id is an endpoint id. */
+export const replicaParams = branchParams.extend({ replica_id: z.string().regex(ENDPOINT_ID_RE, 'not a replica id') });
 export const seedParams = projectIdParam.extend({ seed_id: z.string().regex(idPattern('seed'), 'not a seed id') });
 export const backupParams = projectIdParam.extend({ backup_id: z.string().regex(idPattern('backup'), 'not a backup id') });
 export const operationParams = projectIdParam.extend({ operation_id: z.string().regex(idPattern('operation'), 'not an operation id') });

@@ -181,6 +181,16 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('backups_project_idx').on('backups').columns(['project_id', 'created_at']).execute();
     },
   },
+  // 0006 is taken by a parallel change (imports).
+  '0007_replicas': {
+    async up(db) {
+      // A read replica is an endpoint of its branch with role 'replica': a hot standby of the
+      // branch's primary endpoint, with its own data dir, port and size.
+      await db.schema.alterTable('endpoints').addColumn('role', 'text', (c) => c.notNull().defaultTo('primary')).execute();
+      await db.schema.alterTable('endpoints').addColumn('replication', 'jsonb').execute();
+      await db.schema.createIndex('endpoints_branch_role_idx').on('endpoints').columns(['branch_id', 'role']).execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -1,5 +1,8 @@
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
 import type { Role } from '../domain/rbac';
+import type { ReplicationStatus } from '../engine/replication';
+
+export type { ReplicationStatus };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 
@@ -121,9 +124,15 @@ export interface EndpointsTable {
   cpu_sampled_at: Timestamp | null;
   /** pg_stat_archiver as last read by the backup Schedule (see engine/walArchive). */
   wal_archive: ColumnType<ArchiverStats | null, string | null | undefined, string | null>;
+  /** primary: the branch's read-write compute (one per branch); replica: a hot standby of it. */
+  role: ColumnType<EndpointRole, EndpointRole | undefined, EndpointRole>;
+  /** A replica's replay position and lag as last measured (see engine/replication). */
+  replication: ColumnType<ReplicationStatus | null, string | null | undefined, string | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
+
+export type EndpointRole = 'primary' | 'replica';
 
 export interface ArchiverStats {
   archived_count: number;

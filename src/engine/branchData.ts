@@ -115,6 +115,24 @@ export class BranchData {
   }
 
   /**
+   * A read replica's data dir: a fork of the primary's data (running or not) set up as a hot
+   * standby (`recovery` with primary_conninfo: standby.signal). It starts no history of its own:
+   * a standby writes no WAL and archives nothing; `historyId` is the primary's, which it replays.
+   */
+  standby(
+    primaryBranchId: string,
+    replicaId: string,
+    primaryEndpoint: { endpointId: string; port: number } | undefined,
+    recovery: RecoverySettings & { primaryConninfo: string },
+    primaryHistoryId: string,
+    long: Pick<LongRunOptions, 'signal'> = {},
+  ): Promise<ForkResult> {
+    if (primaryBranchId === replicaId) throw new Error(`branch ${replicaId} cannot be its own replica`);
+    const origin = { label: primaryBranchId, dataDir: this.layout.branchDataDir(primaryBranchId), endpoint: primaryEndpoint };
+    return this.forkFrom(origin, replicaId, recovery, long, primaryHistoryId);
+  }
+
+  /**
    * The child's data dir as a copy of a base backup, set to replay WAL (`recovery`) at its first
    * start: a restore or a branch at a past point. A finished copy is kept.
    */
@@ -122,7 +140,8 @@ export class BranchData {
     return this.forkFrom({ label: `base:${path.basename(baseDir)}`, dataDir: baseDir }, childBranchId, recovery, long);
   }
 
-  private async forkFrom(origin: ForkOrigin, childBranchId: string, recovery: RecoverySettings | undefined, long: Pick<LongRunOptions, 'signal'>): Promise<ForkResult> {
+  /** `replaysHistory`: a standby, which keeps replaying that history instead of starting one. */
+  private async forkFrom(origin: ForkOrigin, childBranchId: string, recovery: RecoverySettings | undefined, long: Pick<LongRunOptions, 'signal'>, replaysHistory?: string): Promise<ForkResult> {
     const markerFile = path.join(this.layout.branchDataDir(childBranchId), FORK_MARKER);
     for (;;) {
       const done = await readJson<ForkMarker>(markerFile);
@@ -135,7 +154,7 @@ export class BranchData {
       if (!earlier) break;
       await earlier.catch(() => undefined);
     }
-    const attempt = this.forkOnce(origin, childBranchId, recovery, long);
+    const attempt = this.forkOnce(origin, childBranchId, recovery, long, replaysHistory);
     this.forks.set(childBranchId, attempt);
     try {
       return await attempt;
@@ -144,7 +163,7 @@ export class BranchData {
     }
   }
 
-  private async forkOnce(origin: ForkOrigin, childBranchId: string, recovery: RecoverySettings | undefined, long: Pick<LongRunOptions, 'signal'>): Promise<ForkResult> {
+  private async forkOnce(origin: ForkOrigin, childBranchId: string, recovery: RecoverySettings | undefined, long: Pick<LongRunOptions, 'signal'>, replaysHistory?: string): Promise<ForkResult> {
     const dir = this.layout.branchDataDir(childBranchId);
     const markerFile = path.join(dir, FORK_MARKER);
     await removeDataDir(dir);
@@ -170,8 +189,9 @@ export class BranchData {
         { signal: long.signal, onSpawn: (pgid) => writeFileAtomic(lockFile, JSON.stringify({ pgid }), undefined) },
       );
       if (recovery) await writeRecovery(dir, recovery, pg.user);
-      // The fork writes a history of its own from here on; the parent's archive is not its.
-      const historyId = await startHistory(dir, pg.user);
+      // The fork writes a history of its own from here on; the parent's archive is not its. A
+      // standby writes none: it goes on replaying the parent's.
+      const historyId = replaysHistory ?? (await startHistory(dir, pg.user));
       const marker: ForkMarker = { branchId: childBranchId, parentBranchId: origin.label, driver, lsn, historyId };
       await writeFileAtomic(markerFile, JSON.stringify(marker), pg.user);
       return { driver, lsn, historyId };

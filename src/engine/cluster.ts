@@ -173,7 +173,8 @@ export async function startCluster(pg: PgInstall, dataDir: string, logFile: stri
     const pid = current?.pid;
     if (pid !== undefined && pid !== stalePid) {
       seenPid = pid;
-      if (current!.status === 'ready') return;
+      // "standby": a hot standby (a replica, or a restore before it promotes) accepting read-only connections.
+      if (current!.status === 'ready' || current!.status === 'standby') return;
       if (!processAlive(pid)) throw await fail('postgres exited during startup');
     } else if (seenPid !== undefined || Date.now() - started > 10_000) {
       throw await fail('postgres exited during startup');

@@ -16,10 +16,16 @@ import type { PgInstalls } from './pgInstalls';
 import { pendingRecovery, ForkResult } from './branchData';
 import { BaseInfo, HistoryEnd, historyCommits, historyEnd, lastCommitBefore, pruneHistory, removeBase, removeHistory, takeBranchBase } from './backups';
 import type { TransactionEnd } from './walArchive';
+import { raiseToMinimums, replicationStatus, standbyConninfo, standbyMinimums, type ReplicationStatus } from './replication';
 import { archiveDir, clearArchivedEnd, ensureArchiveDir, ensureHistory, restoreCommand, switchSegment, writeArchivedEnd } from './walArchive';
 
 export interface EndpointSpec {
   endpointId: string;
+  /**
+   * The data dir the compute serves, and the key its start, stop and supervision are locked and
+   * tracked by: its branch's id for a branch's primary endpoint, the replica's own endpoint id for
+   * a read replica (a standby copy of its own). Build it with domain/computeData computeDataId.
+   */
   branchId: string;
   port: number;
   /** Size in compute units; sets Postgres memory settings and cgroup limits. */
@@ -97,13 +103,45 @@ export class HostEngine {
 
   private async runtimeSettings(spec: EndpointSpec): Promise<RuntimeSettings> {
     const dataDir = this.layout.branchDataDir(spec.branchId);
+    const recovery = await pendingRecovery(dataDir);
+    const sized = pgSettingsForCu(spec.computeCu ?? DEFAULT_CU);
+    if (recovery?.primaryConninfo) {
+      // A standby (read replica): no archive of its own (archive_mode off), and never below the
+      // primary's connection and worker slots, which Postgres requires of a hot standby.
+      return { port: spec.port, socketDir: this.layout.socketDir(spec.endpointId), recovery, extra: raiseToMinimums(sized, await standbyMinimums(await this.pgFor(spec.branchId), dataDir)) };
+    }
     return {
       port: spec.port,
       socketDir: this.layout.socketDir(spec.endpointId),
       walArchiveDir: (await this.history(spec.branchId)).archiveDir,
-      recovery: await pendingRecovery(dataDir),
-      extra: pgSettingsForCu(spec.computeCu ?? DEFAULT_CU),
+      recovery,
+      extra: sized,
     };
+  }
+
+  /** Whether the data dir is a standby's (a read replica): it has no history or archive of its own. */
+  async isStandby(dataId: string): Promise<boolean> {
+    return Boolean((await pendingRecovery(this.layout.branchDataDir(dataId)))?.primaryConninfo);
+  }
+
+  /**
+   * A read replica's data dir: the primary's data forked (through its socket when it runs) as a
+   * hot standby streaming from the primary's socket and port on this host, replaying the
+   * primary's current history's archive whenever streaming is not possible (a suspended primary).
+   */
+  async createStandbyData(
+    i: { primaryBranchId: string; primaryEndpoint: { endpointId: string; port: number }; replicaId: string },
+    long?: Pick<LongRunOptions, 'signal'>,
+  ): Promise<ForkResult> {
+    const { historyId, archiveDir: dir } = await this.history(i.primaryBranchId);
+    const primaryConninfo = standbyConninfo({ socketDir: this.layout.socketDir(i.primaryEndpoint.endpointId), port: i.primaryEndpoint.port, applicationName: i.replicaId });
+    return this.branches.standby(i.primaryBranchId, i.replicaId, i.primaryEndpoint, { restoreCommand: restoreCommand(dir), primaryConninfo }, historyId, long);
+  }
+
+  /** A running replica's replay position and lag behind its primary (undefined primary: suspended). */
+  replicationStatus(replica: { endpointId: string; port: number }, primary?: { endpointId: string; port: number }): Promise<ReplicationStatus> {
+    const at = (e: { endpointId: string; port: number }) => ({ socketDir: this.layout.socketDir(e.endpointId), port: e.port });
+    return replicationStatus(at(replica), primary && at(primary));
   }
 
   /** Starts the compute (idempotent) and puts it under its CU's limits where the host allows. */
@@ -140,8 +178,8 @@ export class HostEngine {
       await clearStaleSocketLock(socketDir, spec.port);
       const settings = await this.runtimeSettings(spec);
       await writeRuntimeConf(pg, dataDir, settings);
-      // A running compute's history goes on past whatever end its last stop recorded.
-      await clearArchivedEnd(settings.walArchiveDir!);
+      // A running compute's history goes on past whatever end its last stop recorded (a standby has none).
+      if (settings.walArchiveDir) await clearArchivedEnd(settings.walArchiveDir);
       // Outside its groups, the start has the host's CPUs: recovery under a 0.25 vCPU quota
       // would be 4x slower. The quota applies from the move just after.
       const logFile = this.layout.endpointLogFile(spec.endpointId);
@@ -195,7 +233,10 @@ export class HostEngine {
       const dataDir = this.layout.branchDataDir(spec.branchId);
       // A data dir that never got its PG_VERSION (a failed initdb or fork) has nothing running.
       const pg = await this.pgFor(spec.branchId).catch(() => undefined);
-      if (pg && (await isRunning(pg, dataDir)) && spec.endpointId) await this.closeHistory({ endpointId: spec.endpointId, branchId: spec.branchId, port: running?.port });
+      // A standby writes no WAL: there is no history of its own to close.
+      if (pg && (await isRunning(pg, dataDir)) && spec.endpointId && !(await this.isStandby(spec.branchId))) {
+        await this.closeHistory({ endpointId: spec.endpointId, branchId: spec.branchId, port: running?.port });
+      }
       if (pg) await stopCluster(pg, dataDir);
       if (spec.endpointId) await this.limiter.remove(spec.endpointId);
     });

@@ -4,3 +4,4 @@ export * from './projects';
 export * from './branches';
 export * from './endpoints';
 export * from './backups';
+export * from './replicas';

@@ -9,6 +9,7 @@ import { startOperation } from '../operations/client';
 import { endpointResume, workflowIds, workflowType } from '../operations';
 import type { EndpointSpec } from '../engine/host';
 import { HOST_TIMEOUTS_MEMO, HostTimeouts } from '../domain/timeouts';
+import { computeDataId } from '../domain/computeData';
 
 export interface ResolverDeps {
   db: Db;
@@ -62,6 +63,7 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, hostTi
         'endpoints.id',
         'endpoints.project_id',
         'endpoints.branch_id',
+        'endpoints.role',
         'endpoints.host_id',
         'endpoints.port',
         'endpoints.compute_cu',
@@ -121,7 +123,7 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, hostTi
       await resumeViaWorkflow(ep);
       return { recorded: Promise.resolve() };
     }
-    await localHost.startEndpoint({ endpointId: ep.id, branchId: ep.branch_id, port: ep.port!, computeCu: ep.compute_cu, projectId: ep.project_id });
+    await localHost.startEndpoint({ endpointId: ep.id, branchId: computeDataId(ep), port: ep.port!, computeCu: ep.compute_cu, projectId: ep.project_id });
     const recorded = (async () => {
       await localHost.setEndpointState({ endpointId: ep.id, status: 'running', event: 'resume', detail: { via: 'proxy' } });
       for (let attempt = 0; attempt < WAKE_ATTEMPTS; attempt++) {
@@ -182,10 +184,10 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, hostTi
         }
       } else if (ep.status !== 'running') {
         throw new ProxyRefusal(`endpoint "${endpointId}" is ${ep.status}, not accepting connections`, '57P03');
-      } else if (localHost?.hostId === ep.host_id && ep.branch_status === 'ready' && ep.port !== null && (await localHost.computeDied(ep.branch_id))) {
+      } else if (localHost?.hostId === ep.host_id && ep.branch_status === 'ready' && ep.port !== null && (await localHost.computeDied(computeDataId(ep)))) {
         // Catalog says running, the postmaster is gone (killed, crashed): start it now rather than
         // answer "compute unavailable" until the supervisor's next pass.
-        await localHost.startEndpoint({ endpointId: ep.id, branchId: ep.branch_id, port: ep.port, computeCu: ep.compute_cu, projectId: ep.project_id });
+        await localHost.startEndpoint({ endpointId: ep.id, branchId: computeDataId(ep), port: ep.port, computeCu: ep.compute_cu, projectId: ep.project_id });
         localHost
           .recordRestart({ projectId: ep.project_id, endpointId: ep.id, branchId: ep.branch_id })
           .catch((err) => logger.warn({ err, endpointId }, 'could not record a crash restart'));

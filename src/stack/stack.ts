@@ -30,6 +30,7 @@ import { createEndpointResolver } from './endpointResolver';
 import { createCatalogActivities } from '../activities/catalog';
 import { startComputeRestart, superviseComputes } from '../workers/supervisor';
 import { superviseOperations } from '../workers/operationReconciler';
+import { computeDataId } from '../domain/computeData';
 import { mountCowVolume, unmountCowVolume } from './cowVolume';
 import type { CowVolume } from '../engine/cowVolume';
 
@@ -331,7 +332,7 @@ export class Stack {
       .selectFrom('endpoints')
       .innerJoin('branches', 'branches.id', 'endpoints.branch_id')
       .innerJoin('projects', 'projects.id', 'endpoints.project_id')
-      .select(['endpoints.id', 'endpoints.project_id', 'endpoints.branch_id', 'endpoints.port', 'endpoints.compute_cu', 'endpoints.status', 'branches.status as branch_status', 'projects.status as project_status'])
+      .select(['endpoints.id', 'endpoints.project_id', 'endpoints.branch_id', 'endpoints.role', 'endpoints.port', 'endpoints.compute_cu', 'endpoints.status', 'branches.status as branch_status', 'projects.status as project_status'])
       .where('endpoints.host_id', '=', this.config.hostId)
       .execute();
     const settled = rows.filter((r) => r.branch_status === 'ready' && r.project_status === 'ready');
@@ -345,7 +346,7 @@ export class Stack {
         .filter((r) => r.status === 'running' && r.port !== null)
         .map(async (r) => {
           try {
-            await this.engine.startEndpoint({ endpointId: r.id, branchId: r.branch_id, port: r.port!, computeCu: r.compute_cu, projectId: r.project_id });
+            await this.engine.startEndpoint({ endpointId: r.id, branchId: computeDataId(r), port: r.port!, computeCu: r.compute_cu, projectId: r.project_id });
           } catch (err) {
             this.logger.error({ err, endpoint: r.id }, 'could not restart endpoint');
           }
@@ -355,10 +356,10 @@ export class Stack {
 
   /** Stops this host's computes without changing their desired state: a restart brings them back. */
   private async stopHostComputes(): Promise<void> {
-    const rows = await this.db.selectFrom('endpoints').select(['id', 'branch_id']).where('host_id', '=', this.config.hostId).execute();
+    const rows = await this.db.selectFrom('endpoints').select(['id', 'branch_id', 'role']).where('host_id', '=', this.config.hostId).execute();
     await Promise.all(
       rows.map((r) =>
-        this.engine.stopEndpoint({ branchId: r.branch_id, endpointId: r.id }).catch((err) => this.logger.error({ err, endpoint: r.id }, 'could not stop endpoint')),
+        this.engine.stopEndpoint({ branchId: computeDataId(r), endpointId: r.id }).catch((err) => this.logger.error({ err, endpoint: r.id }, 'could not stop endpoint')),
       ),
     );
   }

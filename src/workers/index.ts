@@ -67,6 +67,8 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
     const progress = async (name: string, args: unknown[]) => {
       const childBranchId = (args[0] as { childBranchId?: string } | undefined)?.childBranchId;
       if ((name === 'forkBranchData' || name === 'provisionBranchCompute') && childBranchId) return { bytesDone: await o.engine.branches.bytes(childBranchId) };
+      const replicaId = (args[0] as { replicaId?: string } | undefined)?.replicaId;
+      if (name === 'provisionReplicaCompute' && replicaId) return { bytesDone: await o.engine.branches.bytes(replicaId) };
       return undefined;
     };
     const activities = withHeartbeats(hostActivities, progress);

@@ -183,6 +183,8 @@ export async function restoreBranchInPlace(input: RestoreInPlaceInput): Promise<
     await saga.runGuarded('mark_restoring', () => catalog.setBranchStatus({ branchId: input.branchId, status: 'resetting' }), () =>
       catalog.setBranchStatus({ branchId: input.branchId, status: 'ready' }),
     );
+    // Replicas are standbys of the current data: they could not follow a new history.
+    await saga.run('mark_restoring', () => catalog.refuseIfReplicas(input.branchId));
     // Resolved while the compute still runs: the archive is made to reach the present first.
     const sources = await catalog.restoreSources(input.branchId);
     const target = await saga.run('resolve_target', () =>

@@ -106,6 +106,8 @@ export async function resetBranch(input: ResetBranchInput): Promise<BranchResult
     await saga.runGuarded('mark_resetting', () => catalog.setBranchStatus({ branchId: input.branchId, status: 'resetting' }), () =>
       catalog.setBranchStatus({ branchId: input.branchId, status: 'ready' }),
     );
+    // Replicas are standbys of the current data: they could not follow a new history.
+    await saga.run('mark_resetting', () => catalog.refuseIfReplicas(input.branchId));
     await saga.runGuarded('stop_compute', () => h.stopEndpoint(ep), () => h.startEndpoint(spec));
     await saga.runGuarded('set_aside', () => h.setBranchDataAside(input.branchId), () => h.restoreBranchDataAside(input.branchId));
     const { driver, lsn, historyId } = await saga.runGuarded(
@@ -132,6 +134,17 @@ export async function resetBranch(input: ResetBranchInput): Promise<BranchResult
   }
 }
 
+/** A replica's compute stopped, its endpoint files and standby data removed, its row gone. Idempotent. */
+export async function removeReplica(replicaId: string, hostId: string): Promise<void> {
+  const h = host(hostId);
+  await catalog.markReplicaDeleting(replicaId);
+  // Its data key is its own endpoint id (see EndpointSpec.branchId).
+  await h.stopEndpoint({ endpointId: replicaId, branchId: replicaId });
+  await h.removeEndpointFiles(replicaId);
+  await h.removeBranchData(replicaId);
+  await catalog.purgeReplica(replicaId);
+}
+
 export interface DeleteBranchInput {
   operationId: string;
   projectId: string;
@@ -140,12 +153,16 @@ export interface DeleteBranchInput {
   hostId: string;
 }
 
-/** Stop the compute, remove the data, forget the branch. Safe to retry after a failure. */
+/** Stop the replicas and the compute, remove their data, forget the branch. Safe to retry after a failure. */
 export async function deleteBranch(input: DeleteBranchInput): Promise<void> {
-  const saga = new Saga(['mark_deleting', 'stop_compute', 'remove_data', 'purge_catalog'], input.operationId);
+  const saga = new Saga(['mark_deleting', 'remove_replicas', 'stop_compute', 'remove_data', 'purge_catalog'], input.operationId);
   const h = host(input.hostId);
   try {
     await saga.run('mark_deleting', () => catalog.setBranchStatus({ branchId: input.branchId, status: 'deleting' }));
+    // Before the primary: a replica's compute, files and standby data dir (its own), then its row.
+    await saga.run('remove_replicas', async () => {
+      for (const r of await catalog.branchReplicas(input.branchId)) await removeReplica(r.replicaId, r.hostId);
+    });
     await saga.run('stop_compute', async () => {
       await h.stopEndpoint({ endpointId: input.endpointId, branchId: input.branchId });
       await h.removeEndpointFiles(input.endpointId);

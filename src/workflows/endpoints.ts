@@ -4,6 +4,7 @@ export interface EndpointStateInput {
   operationId?: string;
   projectId: string;
   endpointId: string;
+  /** The endpoint's branch (operations are tagged with it); host calls take the data dir from the catalog. */
   branchId: string;
   hostId: string;
   /** resume (default) or restart: a compute that died under a running endpoint. */
@@ -18,7 +19,9 @@ export async function suspendEndpoint(input: EndpointStateInput): Promise<void> 
   const saga = new Saga(['stop_compute', 'record'], input.operationId);
   const h = host(input.hostId);
   try {
-    await saga.run('stop_compute', () => h.stopEndpoint({ endpointId: input.endpointId, branchId: input.branchId }));
+    // A replica's compute serves a data dir of its own (see EndpointSpec.branchId): ask the catalog.
+    const compute = (await catalog.computeOf(input.endpointId)) ?? { endpointId: input.endpointId, branchId: input.branchId };
+    await saga.run('stop_compute', () => h.stopEndpoint(compute));
     await saga.run('record', () => catalog.setEndpointState({ endpointId: input.endpointId, status: 'suspended', event: 'suspend' }));
     await saga.succeed(undefined);
   } catch (err) {

@@ -4,3 +4,4 @@ export { createBranch, resetBranch, deleteBranch } from './branches';
 export { suspendEndpoint, resumeEndpoint, resizeEndpoint } from './endpoints';
 export { autoSuspendSweep, expireBranches, autoscaleSweep, backupSweep } from './schedules';
 export { createBackup, takeBaseBackup, restoreBranch, restoreBranchInPlace } from './backups';
+export { createReplica, deleteReplica, resumeReplica } from './replicas';

@@ -73,7 +73,9 @@ export async function deleteProject(input: DeleteProjectInput): Promise<void> {
       ),
     );
     const branches = await catalog.listProjectBranches(input.projectId);
-    await saga.run('remove_data', () => Promise.all(branches.map((b) => host(b.hostId).removeBranchData(b.branchId))));
+    // Replicas' data dirs are their own (named after the replica), beside the branches'.
+    const replicas = endpoints.filter((e) => e.replica).map((e) => ({ branchId: e.branchId, hostId: e.hostId }));
+    await saga.run('remove_data', () => Promise.all([...branches, ...replicas].map((b) => host(b.hostId).removeBranchData(b.branchId))));
     await saga.run('purge_catalog', () => catalog.purgeProject(input.projectId));
     await saga.succeed(undefined);
   } catch (err) {

@@ -19,7 +19,7 @@ export async function autoSuspendSweep(): Promise<{ suspended: string[] }> {
       await catalog.touchEndpoint(ep.spec.endpointId);
       continue;
     }
-    const input = { projectId: ep.projectId, endpointId: ep.spec.endpointId, branchId: ep.spec.branchId, hostId: ep.hostId };
+    const input = { projectId: ep.projectId, endpointId: ep.spec.endpointId, branchId: ep.branchId, hostId: ep.hostId };
     if (await startDecidedOperation(endpointAutoSuspend, input, ep)) suspended.push(ep.spec.endpointId);
   }
   return { suspended };
@@ -37,8 +37,15 @@ export async function backupSweep(args: { intervalHours: number; retentionDays: 
     const input = { projectId: b.projectId, branchId: b.branchId, hostId: b.hostId, baseId: `base-${suffix}`, backupId: `bk-${suffix}` };
     if (await startDecidedOperation(backupBase, input, b)) started.push(b.branchId);
   }
-  // Archiving failures become visible on the endpoint (wal_archive), not only in its log.
+  // Archiving failures become visible on the endpoint (wal_archive), not only in its log; a
+  // replica (which archives nothing) gets its replication lag measured instead.
   for (const ep of await catalog.runningEndpoints()) {
+    if (ep.replica) {
+      const pair = await catalog.replicaPair(ep.spec.endpointId);
+      const status = pair ? await host(pair.hostId).replicationStatus({ replica: pair.replica, primary: pair.primary }).catch(() => null) : null;
+      if (status) await catalog.recordReplication({ endpointId: ep.spec.endpointId, status });
+      continue;
+    }
     const stats = await host(ep.hostId).archiverStatus(ep.spec).catch(() => null);
     if (stats) await catalog.recordArchiverStatus({ endpointId: ep.spec.endpointId, stats });
   }

@@ -12,6 +12,7 @@ import { publicAccess, requireBranch, requireProject } from '../lookup';
 import { branchAcceptedSchema, branchSchema, branchView, branchWithComputeSchema, branchWithComputeView } from '../views/branches';
 import { branchNamed, childBranches, countBranches, findBranch, listBranches, updateBranch } from '../../db/queries/branches';
 import { endpointById } from '../../db/queries/endpoints';
+import { hasReplicas } from '../../db/queries/replicas';
 import { isUniqueViolation } from '../../db';
 import { idPattern, newId } from '../../domain/ids';
 import { resourceName } from '../../domain/names';
@@ -27,6 +28,14 @@ export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, 
     const b = await requireBranch(deps, auth, projectId, result.branchId);
     const ep = (await endpointById(deps.db, result.endpointId))!;
     return branchWithComputeView(b, ep, publicAccess(deps, auth, ep), result, operationId);
+  }
+
+  /**
+   * A reset or in-place restore gives the branch new data (a new history): its replicas, standbys
+   * of the old data, could not follow. The rule is the simplest honest one: delete them first.
+   */
+  async function refuseWithReplicas(branchId: string, what: string) {
+    if (await hasReplicas(deps.db, branchId)) throw conflict(`branch ${branchId} has read replicas and cannot be ${what}; delete its replicas first`);
   }
 
   defineRoute(router, registry, deps, {
@@ -150,13 +159,14 @@ export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, 
     responses: {
       200: { description: 'Reset done', schema: branchWithComputeSchema },
       202: { description: 'Still resetting; poll the operation', schema: branchAcceptedSchema },
-      409: { description: 'Primary branch, or another operation holds the branch' },
+      409: { description: 'Primary branch, the branch has read replicas, or another operation holds the branch' },
     },
     handler: async (ctx, { params, auth }) => {
       const b = await requireBranch(deps, auth, params.project_id, params.branch_id);
       if (!b.parent_id) throw conflict(`branch ${b.id} is the primary branch and has no parent to reset to`);
       if (b.status !== 'ready') throw conflict(`branch ${b.id} is ${b.status}`);
       if (!b.compute_id) throw conflict(`branch ${b.id} has no compute`);
+      await refuseWithReplicas(b.id, 'reset');
       const parent = await findBranch(deps.db, auth.orgId, b.project_id, b.parent_id);
       if (!parent || parent.status !== 'ready') throw conflict(`parent branch ${b.parent_id} is not ready`);
       const outcome = await runOperation(deps, auth, branchReset, {
@@ -189,13 +199,14 @@ export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, 
     responses: {
       200: { description: 'Restored', schema: branchWithComputeSchema.extend({ lsn: z.string(), last_commit_at: z.string().nullable(), preserved_branch_id: z.string().nullable() }) },
       202: { description: 'Still restoring; poll the operation', schema: branchAcceptedSchema },
-      409: { description: 'The branch is busy, or the name to preserve under is taken' },
+      409: { description: 'The branch is busy or has read replicas, or the name to preserve under is taken' },
       422: { description: 'The point is outside the history or its retention window' },
     },
     handler: async (ctx, { params, body, auth }) => {
       const b = await requireBranch(deps, auth, params.project_id, params.branch_id);
       if (b.status !== 'ready') throw conflict(`branch ${b.id} is ${b.status}`);
       if (!b.compute_id) throw conflict(`branch ${b.id} has no compute`);
+      await refuseWithReplicas(b.id, 'restored in place');
       if (body.preserve_under_name) {
         const taken = await branchNamed(deps.db, b.project_id, body.preserve_under_name);
         if (taken) throw conflict(`a branch named "${body.preserve_under_name}" already exists (${taken.id})`);
@@ -224,7 +235,7 @@ export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, 
   defineRoute(router, registry, deps, {
     method: 'delete',
     path: '/v1/projects/{project_id}/branches/{branch_id}',
-    summary: 'Delete a branch and its compute. Refused for the primary branch, a protected branch, or one with children.',
+    summary: 'Delete a branch, its compute and its read replicas. Refused for the primary branch, a protected branch, or one with children.',
     tags: ['Branches'],
     action: 'branch.delete',
     params: branchParams,

@@ -6,7 +6,7 @@ function branchQuery(db: Db, orgId: string, projectId: string) {
   return db
     .selectFrom('branches')
     .innerJoin('projects', 'projects.id', 'branches.project_id')
-    .leftJoin('endpoints', 'endpoints.branch_id', 'branches.id')
+    .leftJoin('endpoints', (j) => j.onRef('endpoints.branch_id', '=', 'branches.id').on('endpoints.role', '=', 'primary'))
     .selectAll('branches')
     .select(['endpoints.id as compute_id', 'projects.pg_version'])
     .where('branches.project_id', '=', projectId)

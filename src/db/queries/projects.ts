@@ -6,7 +6,7 @@ export function projectQuery(db: Db, orgId: string) {
   return db
     .selectFrom('projects')
     .leftJoin('branches', (j) => j.onRef('branches.project_id', '=', 'projects.id').on('branches.is_primary', '=', true))
-    .leftJoin('endpoints', 'endpoints.branch_id', 'branches.id')
+    .leftJoin('endpoints', (j) => j.onRef('endpoints.branch_id', '=', 'branches.id').on('endpoints.role', '=', 'primary'))
     .select([
       'projects.id',
       'projects.name',
