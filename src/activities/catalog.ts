@@ -32,6 +32,17 @@ export interface BranchRecordsInput {
   hostId: string;
 }
 
+/** The records of a branch an import makes: no parent, its own fresh cluster. */
+export interface ImportBranchRecordsInput {
+  projectId: string;
+  branchId: string;
+  endpointId: string;
+  name: string;
+  hostId: string;
+  /** postgresql://user@host:port/db: never the password. */
+  sourceRedacted: string;
+}
+
 export interface EndpointPlacement {
   endpointId: string;
   branchId: string;
@@ -87,6 +98,7 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       passwordSealed: string;
       computeCu?: number;
       autoSuspendSeconds?: number;
+      importSource?: string;
     },
   ): Promise<void> {
     await tx
@@ -100,6 +112,7 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
         driver: 'pending',
         host_id: b.hostId,
         status: 'provisioning',
+        import_source: b.importSource ?? null,
       })
       .onConflict((oc) => oc.column('id').doNothing())
       .execute();
@@ -198,6 +211,38 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       };
     },
 
+    /**
+     * An imported branch's rows. It gets a fresh cluster, not a fork, but the project's password,
+     * size and auto-suspend: its user logs in as on every other branch of the project.
+     */
+    async createImportBranchRecords(i: ImportBranchRecordsInput): Promise<{ passwordSealed: string; computeCu: number }> {
+      const primary = await db
+        .selectFrom('endpoints')
+        .innerJoin('branches', 'branches.id', 'endpoints.branch_id')
+        .select(['endpoints.pg_password_enc', 'endpoints.compute_cu', 'endpoints.auto_suspend_seconds'])
+        .where('branches.project_id', '=', i.projectId)
+        .where('branches.is_primary', '=', true)
+        .executeTakeFirst();
+      if (!primary) throw failure('NotFound', `project ${i.projectId} has no primary branch`);
+      try {
+        await db.transaction().execute((tx) =>
+          insertBranchWithEndpoint(tx, {
+            ...i,
+            isPrimary: false,
+            parentBranchId: null,
+            passwordSealed: primary.pg_password_enc,
+            computeCu: primary.compute_cu,
+            autoSuspendSeconds: primary.auto_suspend_seconds,
+            importSource: i.sourceRedacted,
+          }),
+        );
+      } catch (err) {
+        if (isUniqueViolation(err)) throw failure('Conflict', `a branch named "${i.name}" already exists`);
+        throw err;
+      }
+      return { passwordSealed: primary.pg_password_enc, computeCu: primary.compute_cu };
+    },
+
     /** What a host needs to run an endpoint's compute, and the sealed password it logs in with. */
     async endpointSpec(endpointId: string): Promise<{ spec: EndpointSpec; passwordSealed: string; projectId: string }> {
       const ep = await db.selectFrom('endpoints').selectAll().where('id', '=', endpointId).executeTakeFirst();
@@ -261,7 +306,8 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       return r.n;
     },
 
-    async markBranchReady(i: { branchId: string; endpointId: string; port: number; driver: StorageDriver; lsn: string; limitsEnforced: boolean }): Promise<void> {
+    /** `lsn` is where a fork was taken; null for a branch that is no fork (an import). */
+    async markBranchReady(i: { branchId: string; endpointId: string; port: number; driver: StorageDriver; lsn: string | null; limitsEnforced: boolean }): Promise<void> {
       await db.transaction().execute(async (tx) => {
         await tx.updateTable('branches').set({ driver: i.driver, parent_lsn: i.lsn, status: 'ready' }).where('id', '=', i.branchId).execute();
         await tx

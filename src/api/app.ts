@@ -12,6 +12,7 @@ import { registerBranchRoutes } from './routes/branches';
 import { registerSeedRoutes } from './routes/seeds';
 import { registerEndpointRoutes } from './routes/endpoints';
 import { registerMetricsRoutes } from './routes/metrics';
+import { registerImportRoutes } from './routes/imports';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -28,6 +29,7 @@ export function createApp(deps: ApiDeps): Koa {
   registerSeedRoutes(router, registry, deps);
   registerEndpointRoutes(router, registry, deps);
   registerMetricsRoutes(router, registry, deps);
+  registerImportRoutes(router, registry, deps);
 
   const document = new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',

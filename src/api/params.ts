@@ -6,4 +6,5 @@ export const projectIdParam = z.object({ project_id: z.string().regex(idPattern(
 export const branchParams = projectIdParam.extend({ branch_id: z.string().regex(idPattern('branch'), 'not a branch id') });
 export const endpointParams = projectIdParam.extend({ endpoint_id: z.string().regex(ENDPOINT_ID_RE, 'not an endpoint id') });
 export const seedParams = projectIdParam.extend({ seed_id: z.string().regex(idPattern('seed'), 'not a seed id') });
+export const importParams = branchParams;
 export const operationParams = projectIdParam.extend({ operation_id: z.string().regex(idPattern('operation'), 'not an operation id') });

@@ -139,6 +139,15 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('projects').addColumn('pg_version', 'integer', (c) => c.notNull().defaultTo(15)).execute();
     },
   },
+  '0006_imports': {
+    async up(db) {
+      // Where an imported branch came from, redacted (no password): postgresql://user@host:port/db.
+      await db.schema.alterTable('branches').addColumn('import_source', 'text').execute();
+      // What an operation is about, as its user may read it (never a secret): an import's branch
+      // name, compute and redacted source, readable before its branch row exists and after it is gone.
+      await db.schema.alterTable('operations').addColumn('detail', 'jsonb').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

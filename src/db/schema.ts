@@ -53,6 +53,8 @@ export interface BranchesTable {
   protected: ColumnType<boolean, boolean | undefined, boolean>;
   ttl_hours: number | null;
   expires_at: Timestamp | null;
+  /** For a branch made by an import: its source, redacted (postgresql://user@host:port/db). */
+  import_source: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: Timestamp;
 }
 
@@ -115,6 +117,8 @@ export interface OperationsTable {
   step: string | null;
   error: ColumnType<unknown, string | null | undefined, string | null>;
   result: ColumnType<unknown, string | null | undefined, string | null>;
+  /** What the operation is about, readable by its users (see OperationDef.detail); never a secret. */
+  detail: ColumnType<unknown, string | null | undefined, string | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

@@ -35,6 +35,11 @@ export const POLICY = {
   'endpoint.suspend': 'developer',
   'endpoint.allowlist.write': 'admin',
   'metrics.read': 'viewer',
+  /** The source's credentials reach the platform: the same role as making a branch. */
+  'import.validate': 'developer',
+  'import.start': 'developer',
+  'import.read': 'viewer',
+  'import.cancel': 'developer',
   'health.read': 'viewer',
 } as const satisfies Record<string, Role>;
 

@@ -23,18 +23,19 @@ export const PREINSTALLED_EXTENSIONS = ['plpgsql', 'pg_stat_statements'] as cons
  *   a superuser), no security labels, no tablespaces (the platform has none);
  * - the extensions every new cluster already has are left out, with their comments (which only
  *   their owner, the platform's superuser, may set). pg_dump 17 and later exclude them by name;
- *   older ones can only include by name: the source's other extensions (or a name that matches
- *   none, when it has no other).
+ *   older ones can only include by name: the source's other extensions.
  */
 export function pgDumpArgs(toolsMajor: number, sourceExtensions: string[]): string[] {
   const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
-  const others = sourceExtensions.filter((x) => !(PREINSTALLED_EXTENSIONS as readonly string[]).includes(x));
-  const extensions =
-    toolsMajor >= 17
-      ? PREINSTALLED_EXTENSIONS.map((x) => `--exclude-extension=${quote(x)}`)
-      : others.length
-        ? others.map((x) => `--extension=${quote(x)}`)
-        : ['--extension=lampion_import_no_extension'];
+  let extensions: string[];
+  if (toolsMajor >= 17) {
+    extensions = PREINSTALLED_EXTENSIONS.map((x) => `--exclude-extension=${quote(x)}`);
+  } else {
+    // An include list that matches nothing is an error, so plpgsql (built in: never dumped, even
+    // when named) keeps it from being empty.
+    const include = sourceExtensions.filter((x) => x === 'plpgsql' || !(PREINSTALLED_EXTENSIONS as readonly string[]).includes(x));
+    extensions = include.map((x) => `--extension=${quote(x)}`);
+  }
   return ['--format=plain', '--no-owner', '--no-privileges', '--no-publications', '--no-subscriptions', '--no-security-labels', '--no-tablespaces', ...extensions];
 }
 

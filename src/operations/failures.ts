@@ -10,6 +10,10 @@ export const FAILURE_TYPES = {
   Conflict: { retryable: false, httpStatus: 409 },
   Invalid: { retryable: false, httpStatus: 422 },
   SeedFailed: { retryable: false, httpStatus: 422 },
+  /** An import's source cannot be imported as it is (unreachable, credentials, major, extensions). */
+  ImportSourceInvalid: { retryable: false, httpStatus: 422 },
+  /** pg_dump of the source or its load into the new branch failed (the source's SQL, a dropped connection). */
+  ImportFailed: { retryable: false, httpStatus: 422 },
   NoPort: { retryable: false, httpStatus: 500 },
   NoFreePort: { retryable: false, httpStatus: 503 },
   InjectedFault: { retryable: false, httpStatus: 500 },

@@ -3,3 +3,4 @@ export * from './define';
 export * from './projects';
 export * from './branches';
 export * from './endpoints';
+export * from './imports';

@@ -3,3 +3,4 @@ export { createProject, deleteProject } from './projects';
 export { createBranch, resetBranch, deleteBranch } from './branches';
 export { suspendEndpoint, resumeEndpoint, resizeEndpoint } from './endpoints';
 export { autoSuspendSweep, expireBranches, autoscaleSweep } from './schedules';
+export { importDatabase, validateImportSource } from './imports';
