@@ -144,6 +144,11 @@ export class DatabaseImports {
       earlier.abort.abort();
       await earlier.done.catch(() => undefined);
     }
+    await this.stopLeftPrograms(branchId);
+  }
+
+  /** The programs named by the branch's .importing file (an attempt whose worker died). */
+  private async stopLeftPrograms(branchId: string): Promise<void> {
     const lock = await fsp.readFile(this.lockFile(branchId), 'utf8').then((t) => JSON.parse(t) as { pgids?: number[] }).catch(() => undefined);
     for (const pgid of lock?.pgids ?? []) if (groupAlive(pgid)) await killGroup(pgid);
     await fsp.rm(this.lockFile(branchId), { force: true });
@@ -160,12 +165,21 @@ export class DatabaseImports {
   }
 
   async run(dsn: SourceDsn, target: ImportTarget, o: ImportOptions = {}): Promise<ImportResult> {
-    await this.stopEarlier(target.branchId);
     const abort = new AbortController();
     const onAbort = () => abort.abort();
     if (o.signal?.aborted) abort.abort();
     o.signal?.addEventListener('abort', onAbort, { once: true });
-    const done = this.runOnce(dsn, target, o.fresh ?? true, abort.signal);
+    // Registered before anything is awaited, so attempts on one branch run one after the other:
+    // each stops the one before it (and what a dead worker left) first.
+    const earlier = this.running.get(target.branchId);
+    const done = (async () => {
+      if (earlier) {
+        earlier.abort.abort();
+        await earlier.done.catch(() => undefined);
+      }
+      await this.stopLeftPrograms(target.branchId);
+      return this.runOnce(dsn, target, o.fresh ?? true, abort.signal);
+    })();
     this.running.set(target.branchId, { abort, done });
     try {
       return await done;
@@ -208,14 +222,18 @@ export class DatabaseImports {
     const tools = await this.toolsFor(target);
     const secrets = [dsn.password, target.password];
     const scrub = (s: string) => scrubSecret(s, secrets);
+    const cancelled = () => new ImportError('the import was cancelled', 'dump');
+    if (signal.aborted) throw cancelled();
     if (!fresh) await this.recreateDatabase(target);
+    if (signal.aborted) throw cancelled();
     const scanner = new DumpScanner();
     this.progressByBranch.set(target.branchId, scanner.progress);
     const tunnel = await TlsTunnel.open(tunnelTarget(dsn), { user: tools.user });
     const children: ChildProcess[] = [];
     const killAll = () => children.forEach(killQuietly);
     try {
-      if (signal.aborted) throw new ImportError('the import was cancelled', 'dump');
+      const extensions = await this.sourceExtensions(tunnel, dsn);
+      if (signal.aborted) throw cancelled();
       const spawnTool = (name: string, args: string[], env: NodeJS.ProcessEnv, stdio: ('pipe' | 'ignore')[]) => {
         const child = spawn(pgBin(tools, name), args, {
           uid: tools.user?.uid,
@@ -247,7 +265,7 @@ export class DatabaseImports {
       );
       const dump = spawnTool(
         'pg_dump',
-        pgDumpArgs(tools.major, await this.sourceExtensions(tunnel, dsn)),
+        pgDumpArgs(tools.major, extensions),
         clientEnv(
           {
             PGHOST: tunnel.dir,
@@ -294,7 +312,7 @@ export class DatabaseImports {
       });
       await new Promise<void>((resolve) => pipeline(dump.stdout!, scanner.transform(), psql.stdin!, () => resolve()));
       const [dc, pc] = await Promise.all([dumpExit, psqlExit]);
-      if (signal.aborted) throw new ImportError('the import was cancelled', 'dump');
+      if (signal.aborted) throw cancelled();
       // Where the socket is says nothing to the user; the source does.
       const readable = (s: string) =>
         scrub(
