@@ -115,6 +115,8 @@ export class DumpScanner {
   /** A pass-through stream that scans what flows through it. */
   transform(): Transform {
     return new Transform({
+      // Room for a few of the pipe's 64 kB reads: pg_dump keeps writing while psql takes a chunk.
+      highWaterMark: 1 << 20,
       transform: (chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) => {
         this.push(chunk);
         cb(null, chunk);

@@ -263,13 +263,17 @@ export class DatabaseImports {
         ),
         ['pipe', 'ignore', 'pipe'],
       );
+      // A source read in plain (sslmode=disable, or prefer/allow and no TLS offered) needs no
+      // tunnel: pg_dump reads it straight, one hop fewer for every byte. TLS goes through it.
+      const direct = tunnel.usedTls === false;
       const dump = spawnTool(
         'pg_dump',
         pgDumpArgs(tools.major, extensions),
         clientEnv(
           {
-            PGHOST: tunnel.dir,
-            PGPORT: String(tunnel.port),
+            PGHOST: direct ? dsn.host : tunnel.dir,
+            PGPORT: String(direct ? dsn.port : tunnel.port),
+            PGCONNECT_TIMEOUT: String(Math.ceil(tunnelTarget(dsn).connectTimeoutMs / 1000)),
             PGUSER: dsn.user,
             PGDATABASE: dsn.database,
             PGPASSWORD: dsn.password,
