@@ -39,6 +39,17 @@ export interface BranchRecordsInput {
   hostId: string;
 }
 
+/** The records of a branch an import makes: no parent, its own fresh cluster. */
+export interface ImportBranchRecordsInput {
+  projectId: string;
+  branchId: string;
+  endpointId: string;
+  name: string;
+  hostId: string;
+  /** postgresql://user@host:port/db: never the password. */
+  sourceRedacted: string;
+}
+
 export interface EndpointPlacement {
   endpointId: string;
   /** The data dir its compute serves (see EndpointSpec.branchId). */
@@ -104,6 +115,7 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       passwordSealed: string;
       computeCu?: number;
       autoSuspendSeconds?: number;
+      importSource?: string;
     },
   ): Promise<void> {
     await tx
@@ -117,6 +129,7 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
         driver: 'pending',
         host_id: b.hostId,
         status: 'provisioning',
+        import_source: b.importSource ?? null,
       })
       .onConflict((oc) => oc.column('id').doNothing())
       .execute();
@@ -215,6 +228,38 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
         passwordSealed: parent.pg_password_enc,
         ...(parent.port !== null ? { parentEndpoint: { endpointId: parent.id, port: parent.port } } : {}),
       };
+    },
+
+    /**
+     * An imported branch's rows. It gets a fresh cluster, not a fork, but the project's password,
+     * size and auto-suspend: its user logs in as on every other branch of the project.
+     */
+    async createImportBranchRecords(i: ImportBranchRecordsInput): Promise<{ passwordSealed: string; computeCu: number }> {
+      const primary = await db
+        .selectFrom('endpoints')
+        .innerJoin('branches', 'branches.id', 'endpoints.branch_id')
+        .select(['endpoints.pg_password_enc', 'endpoints.compute_cu', 'endpoints.auto_suspend_seconds'])
+        .where('branches.project_id', '=', i.projectId)
+        .where('branches.is_primary', '=', true)
+        .executeTakeFirst();
+      if (!primary) throw failure('NotFound', `project ${i.projectId} has no primary branch`);
+      try {
+        await db.transaction().execute((tx) =>
+          insertBranchWithEndpoint(tx, {
+            ...i,
+            isPrimary: false,
+            parentBranchId: null,
+            passwordSealed: primary.pg_password_enc,
+            computeCu: primary.compute_cu,
+            autoSuspendSeconds: primary.auto_suspend_seconds,
+            importSource: i.sourceRedacted,
+          }),
+        );
+      } catch (err) {
+        if (isUniqueViolation(err)) throw failure('Conflict', `a branch named "${i.name}" already exists`);
+        throw err;
+      }
+      return { passwordSealed: primary.pg_password_enc, computeCu: primary.compute_cu };
     },
 
     /** What a host needs to run an endpoint's compute, and the sealed password it logs in with. */
@@ -386,7 +431,8 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       endpointId: string;
       port: number;
       driver: StorageDriver;
-      lsn: string;
+      /** Where a fork was taken; null for a branch that is no fork (an import). */
+      lsn: string | null;
       limitsEnforced: boolean;
       /** The history the new data dir writes; absent from workflows started before histories. */
       historyId?: string;

@@ -6,6 +6,9 @@ import type { ForkResult } from '../engine/branchData';
 import { NoFreePortError } from '../engine/portRegistry';
 import { runSeeds, SeedError, SeedResult, SeedScript } from '../engine/seeds';
 import { decryptSecret } from '../domain/secrets';
+import { parseSourceDsn, scrubSecret, SourceDsn } from '../domain/sourceDsn';
+import { ImportError, ImportResult } from '../engine/imports';
+import type { SourceInspection } from '../engine/sourceInspect';
 import { USER_ROLE } from '../domain/roles';
 import { failure } from '../operations/failures';
 import { withFaults } from './faults';
@@ -32,6 +35,9 @@ export interface ForkParent {
 /** The heartbeat details of long host work. */
 export interface HostProgress {
   bytesDone?: number;
+  /** An import: objects of the dump's table of contents loaded so far, and the current one. */
+  objectsDone?: number;
+  currentObject?: string;
 }
 
 /**
@@ -46,6 +52,22 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
       return Context.current().cancellationSignal;
     } catch {
       return undefined;
+    }
+  };
+
+  /** The source DSN an import carries sealed; opened only here, on the host that uses it. */
+  const openSource = (sealed: string): SourceDsn => {
+    let text: string;
+    try {
+      text = decryptSecret(sealed, secretKey);
+    } catch {
+      throw failure('Invalid', 'the import source cannot be opened with this host\'s secret key (LAMPION_SECRET_KEY differs from the API\'s)');
+    }
+    try {
+      return parseSourceDsn(text);
+    } catch (err) {
+      // The API checked it already; the message never quotes the DSN.
+      throw failure('ImportSourceInvalid', `the source DSN is not usable: ${(err as Error).message}`);
     }
   };
 
@@ -320,6 +342,46 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
 
     async bootstrapEndpoint(i: { spec: EndpointSpec; passwordSealed: string }): Promise<{ createRole: boolean }> {
       return engine.bootstrapRoles(i.spec, decryptSecret(i.passwordSealed, secretKey));
+    },
+
+    /**
+     * Checks an import's source from the host that will read it (its network path, its TLS, its
+     * installs' extensions). A bad source is an answer (`ok: false` and errors), not a failure.
+     */
+    async inspectImportSource(i: { sourceSealed: string; targetMajor: number }): Promise<SourceInspection> {
+      const dsn = openSource(i.sourceSealed);
+      try {
+        return await engine.inspectImportSource(dsn, i.targetMajor);
+      } catch (err) {
+        // Ours (the tunnel's socket, say): retried, and never with the password in it.
+        throw new Error(scrubSecret((err as Error).message ?? String(err), [dsn.password]));
+      }
+    },
+
+    /**
+     * pg_dump of the source | psql into the branch's compute, as the user's role. Long: heartbeats
+     * carry the bytes and the object being loaded; a cancellation kills both programs. A retry
+     * (the worker died) empties the database first. Failures of the dump or the load are the
+     * source's and final (ImportFailed); no message carries the source's password.
+     */
+    async loadSourceDump(i: { spec: EndpointSpec; passwordSealed: string; sourceSealed: string }): Promise<ImportResult> {
+      const dsn = openSource(i.sourceSealed);
+      const password = decryptSecret(i.passwordSealed, secretKey);
+      let attempt = 1;
+      try {
+        attempt = Context.current().info.attempt;
+      } catch {
+        // called in-process
+      }
+      try {
+        return await engine.importDatabase(dsn, { endpointId: i.spec.endpointId, branchId: i.spec.branchId, port: i.spec.port, password }, { signal: signal(), fresh: attempt === 1 });
+      } catch (err) {
+        const s = signal();
+        if (s?.aborted) throw s.reason instanceof Error ? s.reason : new CancelledFailure('cancelled');
+        const message = scrubSecret((err as Error).message ?? String(err), [dsn.password, password]);
+        if (err instanceof ImportError) throw failure('ImportFailed', message, { stage: err.stage, ...(err.sourceError ? { source_error: err.sourceError } : {}) });
+        throw new Error(message);
+      }
     },
   };
   return withFaults(activities, faults);

@@ -15,6 +15,7 @@ import { registerDumpRoutes } from './routes/endpoints/dump';
 import { registerMetricsRoutes } from './routes/metrics';
 import { registerBackupRoutes } from './routes/backups';
 import { registerReplicaRoutes } from './routes/branches/replicas';
+import { registerImportRoutes } from './routes/imports';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -34,6 +35,7 @@ export function createApp(deps: ApiDeps): Koa {
   registerMetricsRoutes(router, registry, deps);
   registerBackupRoutes(router, registry, deps);
   registerReplicaRoutes(router, registry, deps);
+  registerImportRoutes(router, registry, deps);
 
   const document = new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',

@@ -1,5 +1,6 @@
 import type Koa from 'koa';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { newId } from '../domain/ids';
 import type { OperationRow } from '../db';
 import { deleteOperation, insertOperation, setOperationRun } from '../db/queries/operations';
@@ -45,11 +46,13 @@ export async function runOperation<I extends { operationId?: string }, R>(
   auth: AuthContext,
   def: OperationDef<I, R>,
   input: Omit<I, 'operationId'>,
+  /** wait: false answers as soon as the workflow runs (an import: the client polls its progress). */
+  o: { wait?: boolean } = {},
 ): Promise<OperationOutcome<R>> {
   const operationId = newId('operation');
   const full = { ...input, operationId } as I;
   const workflowId = def.workflowId(full);
-  await insertOperation(deps.db, { id: operationId, orgId: auth.orgId, projectId: def.projectId(full), kind: def.kind, workflowId });
+  await insertOperation(deps.db, { id: operationId, orgId: auth.orgId, projectId: def.projectId(full), kind: def.kind, workflowId, detail: def.detail?.(full) });
   const start = () =>
     startOperation(deps.temporal, def, full, { taskQueue: deps.config.controlTaskQueue, memo: { [HOST_TIMEOUTS_MEMO]: deps.config.hostTimeouts } });
   let handle;
@@ -69,6 +72,7 @@ export async function runOperation<I extends { operationId?: string }, R>(
     throw err;
   }
   await setOperationRun(deps.db, operationId, handle.firstExecutionRunId);
+  if (o.wait === false) return { done: false, operationId };
   const result = handle.result();
   result.catch(() => undefined);
   try {
@@ -76,14 +80,41 @@ export async function runOperation<I extends { operationId?: string }, R>(
     if (outcome === 'timeout') return { done: false, operationId };
     return { done: true, operationId, result: outcome as R };
   } catch (err) {
-    const root = rootFailure(err);
-    const status = httpStatusOf(root.type);
-    throw new ApiError(status, status === 500 ? 'operation_failed' : 'operation_rejected', root.message, {
-      operation_id: operationId,
-      failure_type: root.type,
-      ...(root.details === undefined ? {} : { failure: root.details }),
-    });
+    throw failedOperation(err, { operation_id: operationId });
   }
+}
+
+/** The API's answer to an operation that failed: the failure's declared status, else 500. */
+function failedOperation(err: unknown, details: Record<string, unknown>): ApiError {
+  const root = rootFailure(err);
+  const status = httpStatusOf(root.type);
+  return new ApiError(status, status === 500 ? 'operation_failed' : 'operation_rejected', root.message, {
+    ...details,
+    failure_type: root.type,
+    ...(root.details === undefined ? {} : { failure: root.details }),
+  });
+}
+
+/**
+ * A read that must run on a host (an import's source checked from where it would be read): a
+ * short workflow from the table with no operations row, awaited within the API's bound (504
+ * past it). Nothing to reconcile if it never ends: it changed nothing.
+ */
+export async function runRead<I, R>(deps: ApiDeps, def: OperationDef<I, R>, input: I): Promise<R> {
+  const handle = await startOperation(deps.temporal, def, input, { taskQueue: deps.config.controlTaskQueue, memo: { [HOST_TIMEOUTS_MEMO]: deps.config.hostTimeouts } });
+  const result = handle.result();
+  result.catch(() => undefined);
+  let outcome: R | 'timeout';
+  try {
+    outcome = await withinWait(deps, result);
+  } catch (err) {
+    throw failedOperation(err, { workflow_id: def.workflowId(input) });
+  }
+  if (outcome === 'timeout') {
+    await handle.terminate('the API stopped waiting').catch(() => undefined);
+    throw new ApiError(504, 'timeout', `no answer within ${Math.round(deps.config.apiWaitMs / 1000)} s; try again`);
+  }
+  return outcome;
 }
 
 /**
@@ -94,6 +125,32 @@ export function answerAccepted(ctx: Koa.Context, projectId: string, operationId:
   ctx.status = 202;
   ctx.set('Location', `/v1/projects/${projectId}/operations/${operationId}`);
   ctx.body = { ...body, operation_id: operationId };
+}
+
+/** What the running activity of an operation last heartbeated (an import's bytes, a fork's). */
+export interface LiveActivity {
+  activity: string;
+  attempt: number;
+  details?: Record<string, unknown>;
+}
+
+/**
+ * The heartbeat details of the operation's running activity, from its own run; undefined when
+ * none runs (or Temporal cannot say now).
+ */
+export async function liveActivity(deps: ApiDeps, op: OperationRow): Promise<LiveActivity | undefined> {
+  if (op.status !== 'running' || !op.run_id) return undefined;
+  try {
+    const d = await deps.temporal.workflow.getHandle(op.workflow_id, op.run_id).describe();
+    const pending = d.raw.pendingActivities ?? [];
+    const a = pending.find((p) => p.heartbeatDetails?.payloads?.length) ?? pending[0];
+    if (!a) return undefined;
+    const payload = a.heartbeatDetails?.payloads?.[0];
+    const details = payload ? (defaultPayloadConverter.fromPayload(payload as any) as Record<string, unknown> | undefined) : undefined;
+    return { activity: a.activityType?.name ?? '', attempt: a.attempt ?? 1, ...(details ? { details } : {}) };
+  } catch {
+    return undefined;
+  }
 }
 
 /** Live step of a running operation, from its own run (not whichever run holds the id now). */

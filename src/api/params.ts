@@ -9,4 +9,5 @@ export const endpointParams = projectIdParam.extend({ endpoint_id: z.string().re
 export const replicaParams = branchParams.extend({ replica_id: z.string().regex(ENDPOINT_ID_RE, 'not a replica id') });
 export const seedParams = projectIdParam.extend({ seed_id: z.string().regex(idPattern('seed'), 'not a seed id') });
 export const backupParams = projectIdParam.extend({ backup_id: z.string().regex(idPattern('backup'), 'not a backup id') });
+export const importParams = branchParams;
 export const operationParams = projectIdParam.extend({ operation_id: z.string().regex(idPattern('operation'), 'not an operation id') });

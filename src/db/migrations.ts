@@ -181,7 +181,15 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('backups_project_idx').on('backups').columns(['project_id', 'created_at']).execute();
     },
   },
-  // 0006 is taken by a parallel change (imports).
+  '0006_imports': {
+    async up(db) {
+      // Where an imported branch came from, redacted (no password): postgresql://user@host:port/db.
+      await db.schema.alterTable('branches').addColumn('import_source', 'text').execute();
+      // What an operation is about, as its user may read it (never a secret): an import's branch
+      // name, compute and redacted source, readable before its branch row exists and after it is gone.
+      await db.schema.alterTable('operations').addColumn('detail', 'jsonb').execute();
+    },
+  },
   '0007_replicas': {
     async up(db) {
       // A read replica is an endpoint of its branch with role 'replica': a hot standby of the

@@ -58,6 +58,8 @@ export interface BranchesTable {
   expires_at: Timestamp | null;
   /** For a branch made at a past point: commit time of the last transaction it holds. */
   parent_commit_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  /** For a branch made by an import: its source, redacted (postgresql://user@host:port/db). */
+  import_source: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: Timestamp;
 }
 
@@ -179,6 +181,8 @@ export interface OperationsTable {
   step: string | null;
   error: ColumnType<unknown, string | null | undefined, string | null>;
   result: ColumnType<unknown, string | null | undefined, string | null>;
+  /** What the operation is about, readable by its users (see OperationDef.detail); never a secret. */
+  detail: ColumnType<unknown, string | null | undefined, string | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

@@ -45,6 +45,11 @@ export const POLICY = {
   /** A dump carries every row of the database, as much as the password does. */
   'endpoint.dump': 'developer',
   'metrics.read': 'viewer',
+  /** The source's credentials reach the platform: the same role as making a branch. */
+  'import.validate': 'developer',
+  'import.start': 'developer',
+  'import.read': 'viewer',
+  'import.cancel': 'developer',
   'health.read': 'viewer',
 } as const satisfies Record<string, Role>;
 

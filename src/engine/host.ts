@@ -18,6 +18,9 @@ import { BaseInfo, HistoryEnd, historyCommits, historyEnd, lastCommitBefore, pru
 import type { TransactionEnd } from './walArchive';
 import { raiseToMinimums, replicationStatus, standbyConninfo, standbyMinimums, type ReplicationStatus } from './replication';
 import { archiveDir, clearArchivedEnd, ensureArchiveDir, ensureHistory, restoreCommand, switchSegment, writeArchivedEnd } from './walArchive';
+import { DatabaseImports, ImportResult, ImportTarget } from './imports';
+import type { SourceInspection } from './sourceInspect';
+import type { SourceDsn } from '../domain/sourceDsn';
 
 export interface EndpointSpec {
   endpointId: string;
@@ -46,6 +49,8 @@ export class HostEngine {
   private readonly computeLock = new KeyedLock();
   readonly branches: BranchData;
   readonly ports: PortRegistry;
+  /** Imports of external databases into new branches (pg_dump | psql). */
+  readonly imports: DatabaseImports;
   /** Computes this host started and has not stopped since, by branch: what the supervisor watches. */
   private readonly expected = new Map<string, EndpointSpec>();
 
@@ -59,6 +64,7 @@ export class HostEngine {
   ) {
     this.branches = new BranchData(layout, pgs, () => this.driver());
     this.ports = new PortRegistry(layout, portRange);
+    this.imports = new DatabaseImports(layout, pgs);
   }
 
   async prepare(): Promise<void> {
@@ -90,8 +96,20 @@ export class HostEngine {
     return this.branches.fork(parentBranchId, childBranchId, parentEndpoint, long);
   }
 
-  removeBranchData(branchId: string): Promise<void> {
+  async removeBranchData(branchId: string): Promise<void> {
+    // An import still loading into it (a worker that died mid-import left its programs) goes first.
+    await this.imports.stopEarlier(branchId);
     return this.branches.remove(branchId);
+  }
+
+  /** Checks an import's source from this host, against a target major's extensions. */
+  inspectImportSource(dsn: SourceDsn, targetMajor: number): Promise<SourceInspection> {
+    return this.imports.inspect(dsn, targetMajor);
+  }
+
+  /** Loads the source into the branch's running compute (its database postgres) as the user's role. */
+  importDatabase(dsn: SourceDsn, target: ImportTarget, o: { signal?: AbortSignal; fresh?: boolean } = {}): Promise<ImportResult> {
+    return this.imports.run(dsn, target, o);
   }
 
   /** The history the branch's data dir writes, and its archive directory (made when missing). */

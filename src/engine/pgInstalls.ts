@@ -14,6 +14,11 @@ export interface AvailableExtension {
   name: string;
   defaultVersion: string | null;
   comment: string | null;
+  /**
+   * Whether a database owner who is not a superuser (the user's cloud_admin) may create it:
+   * `trusted = true`, or `superuser = false`, in its control file.
+   */
+  userCreatable: boolean;
 }
 
 /**
@@ -104,7 +109,16 @@ export class PgInstalls {
       files.map(async (f) => {
         const text = await fsp.readFile(path.join(dir, f), 'utf8');
         const value = (key: string) => text.match(new RegExp(`^\\s*${key}\\s*=\\s*'((?:[^']|'')*)'`, 'm'))?.[1].replace(/''/g, "'") ?? null;
-        return { name: f.slice(0, -'.control'.length), defaultVersion: value('default_version'), comment: value('comment') };
+        const flag = (key: string, dflt: boolean) => {
+          const m = text.match(new RegExp(`^\\s*${key}\\s*=\\s*'?(true|false|on|off|yes|no|1|0)'?`, 'mi'));
+          return m ? ['true', 'on', 'yes', '1'].includes(m[1].toLowerCase()) : dflt;
+        };
+        return {
+          name: f.slice(0, -'.control'.length),
+          defaultVersion: value('default_version'),
+          comment: value('comment'),
+          userCreatable: flag('trusted', false) || !flag('superuser', true),
+        };
       }),
     );
   }

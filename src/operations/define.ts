@@ -17,6 +17,11 @@ export interface OperationDef<I, R> {
    * hold its workflow id: a suspend right after a wake-on-connect meets the wake still recording.
    */
   queueBehind?: readonly OperationDef<any, any>[];
+  /**
+   * What the operation is about, stored on its row for its users to read (GET of an import shows
+   * it before the branch row exists and after it is gone). Never a secret: the row is in the catalog.
+   */
+  detail?: (input: I) => Record<string, unknown>;
 }
 
 export type InputOf<D> = D extends OperationDef<infer I, any> ? I : never;
@@ -41,4 +46,6 @@ export const workflowIds = {
   endpointState: (endpointId: string) => `endpoint-state/${endpointId}`,
   /** Named restore points and base backups of one branch: one at a time, beside its other operations. */
   branchBackup: (branchId: string) => `branch-backup/${branchId}`,
+  /** A check of an import's source: a read, one id per request. */
+  importValidate: (projectId: string, checkId: string) => `import-validate/${projectId}/${checkId}`,
 } as const;

@@ -14,6 +14,10 @@ export const FAILURE_TYPES = {
   InvalidRestoreTarget: { retryable: false, httpStatus: 422 },
   /** The history cannot be read to that point (no recorded end, a gap in the archive). */
   HistoryUnavailable: { retryable: false, httpStatus: 409 },
+  /** An import's source cannot be imported as it is (unreachable, credentials, major, extensions). */
+  ImportSourceInvalid: { retryable: false, httpStatus: 422 },
+  /** pg_dump of the source or its load into the new branch failed (the source's SQL, a dropped connection). */
+  ImportFailed: { retryable: false, httpStatus: 422 },
   NoPort: { retryable: false, httpStatus: 500 },
   NoFreePort: { retryable: false, httpStatus: 503 },
   InjectedFault: { retryable: false, httpStatus: 500 },

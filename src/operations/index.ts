@@ -5,3 +5,4 @@ export * from './branches';
 export * from './endpoints';
 export * from './backups';
 export * from './replicas';
+export * from './imports';

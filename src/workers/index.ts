@@ -63,12 +63,15 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
   let hostActivities: HostActivities | undefined;
   if (o.host) {
     hostActivities = createHostActivities({ engine: o.engine, hostId: o.hostId, secretKey: o.secretKey, faults: o.faults, logger: o.logger });
-    // A fork reports the bytes written into the child's data dir as it goes.
+    // A fork reports the bytes written into the child's data dir as it goes; an import the bytes piped.
     const progress = async (name: string, args: unknown[]) => {
       const childBranchId = (args[0] as { childBranchId?: string } | undefined)?.childBranchId;
       if ((name === 'forkBranchData' || name === 'provisionBranchCompute') && childBranchId) return { bytesDone: await o.engine.branches.bytes(childBranchId) };
       const replicaId = (args[0] as { replicaId?: string } | undefined)?.replicaId;
       if (name === 'provisionReplicaCompute' && replicaId) return { bytesDone: await o.engine.branches.bytes(replicaId) };
+      // An import reports what went through the pipe and the object being loaded.
+      const importBranchId = (args[0] as { spec?: { branchId?: string } } | undefined)?.spec?.branchId;
+      if (name === 'loadSourceDump' && importBranchId) return o.engine.imports.progress(importBranchId);
       return undefined;
     };
     const activities = withHeartbeats(hostActivities, progress);

@@ -25,7 +25,7 @@ export function hostTimeouts(): HostTimeouts {
 /**
  * Engine activities go to the worker of the host that holds the data. Every host activity
  * heartbeats, so a dead worker is noticed within the heartbeat timeout instead of the
- * start-to-close; long ones (forks by copy, later backups and restores) have no practical
+ * start-to-close; long ones (forks by copy, imports, later backups and restores) have no practical
  * start-to-close at all and are bounded by their heartbeats alone.
  */
 export function host(hostId: string) {
@@ -42,7 +42,7 @@ export function host(hostId: string) {
   };
   const short = proxyActivities<HostActivities>({ ...common, startToCloseTimeout: t.shortSeconds * 1000 });
   const long = proxyActivities<HostActivities>({ ...common, startToCloseTimeout: t.longSeconds * 1000 });
-  const longWork = new Set<string>(['forkBranchData', 'provisionBranchCompute', 'takeBase', 'provisionRestoredCompute', 'restoreBranchDataInPlace', 'provisionReplicaCompute']);
+  const longWork = new Set<string>(['forkBranchData', 'provisionBranchCompute', 'takeBase', 'provisionRestoredCompute', 'restoreBranchDataInPlace', 'provisionReplicaCompute', 'loadSourceDump']);
   // Activity proxies are Proxies (nothing to spread): pick per name.
   return new Proxy(short, { get: (_, name: string) => (longWork.has(name) ? long : short)[name as keyof typeof short] });
 }

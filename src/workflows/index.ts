@@ -5,3 +5,4 @@ export { suspendEndpoint, resumeEndpoint, resizeEndpoint } from './endpoints';
 export { autoSuspendSweep, expireBranches, autoscaleSweep, backupSweep } from './schedules';
 export { createBackup, takeBaseBackup, restoreBranch, restoreBranchInPlace } from './backups';
 export { createReplica, deleteReplica, resumeReplica } from './replicas';
+export { importDatabase, validateImportSource } from './imports';

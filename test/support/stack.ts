@@ -23,7 +23,7 @@ export interface TestStack {
  * A full Lampion stack (workers, API, proxy) on the suite's shared Temporal and control
  * cluster, isolated by its own catalog database, data dir, task queues and ports.
  */
-export async function startTestStack(extraEnv: Record<string, string> = {}): Promise<TestStack> {
+export async function startTestStack(extraEnv: Record<string, string> = {}, o: { logStream?: NodeJS.WritableStream } = {}): Promise<TestStack> {
   const { tag, dataDir, databaseUrl, ownerKey } = await isolatedStackBase('stack');
   const env: Record<string, string> = {
     LAMPION_DATA_DIR: dataDir,
@@ -39,7 +39,8 @@ export async function startTestStack(extraEnv: Record<string, string> = {}): Pro
     ...extraEnv,
   };
   const config = () => loadConfig({ ...process.env, ...env });
-  const logger = pino({ level: env.LOG_LEVEL });
+  // A test may capture every log line of the stack (workers, API, proxy) to search it.
+  const logger = o.logStream ? pino({ level: env.LOG_LEVEL }, o.logStream as any) : pino({ level: env.LOG_LEVEL });
   // Paused: tests trigger schedules themselves, so runs happen exactly when a test expects them.
   const pauseSchedules = async (s: Stack) => {
     for (const spec of s.schedules) await s.temporal.schedule.getHandle(spec.id).pause('test stack: runs are triggered by tests');

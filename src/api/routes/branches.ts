@@ -15,12 +15,12 @@ import { endpointById } from '../../db/queries/endpoints';
 import { hasReplicas } from '../../db/queries/replicas';
 import { isUniqueViolation } from '../../db';
 import { idPattern, newId } from '../../domain/ids';
-import { resourceName } from '../../domain/names';
+import { branchName as branchNameSchema } from '../../domain/names';
 import { branchCreate, branchDelete, branchReset, branchRestore, branchRestoreInPlace } from '../../operations';
 import { lsnField, retentionWindowStart, timestampField } from '../pointInTime';
 import type { BranchResult } from '../../workflows/branches';
 
-const branchName = resourceName(/^[A-Za-z0-9][A-Za-z0-9._/-]*$/, 'letters, digits, ".", "_", "/" and "-" only, starting with a letter or digit');
+const branchName = branchNameSchema();
 
 export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, deps: ApiDeps) {
   /** The answer to create and reset: the branch, its compute, and what the operation did. */
@@ -163,7 +163,7 @@ export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, 
     },
     handler: async (ctx, { params, auth }) => {
       const b = await requireBranch(deps, auth, params.project_id, params.branch_id);
-      if (!b.parent_id) throw conflict(`branch ${b.id} is the primary branch and has no parent to reset to`);
+      if (!b.parent_id) throw conflict(b.is_primary ? `branch ${b.id} is the primary branch and has no parent to reset to` : `branch ${b.id} was imported and has no parent to reset to`);
       if (b.status !== 'ready') throw conflict(`branch ${b.id} is ${b.status}`);
       if (!b.compute_id) throw conflict(`branch ${b.id} has no compute`);
       await refuseWithReplicas(b.id, 'reset');

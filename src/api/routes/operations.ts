@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { defineRoute } from '../route';
 import type { ApiDeps } from '../deps';
 import { notFound } from '../errors';
-import { liveProgress } from '../operationRunner';
+import { liveActivity, liveProgress } from '../operationRunner';
 import { answerPage, pagination } from '../pagination';
 import { operationParams, projectIdParam } from '../params';
 import { operationSchema, operationView } from '../views/operations';
@@ -28,7 +28,7 @@ export function registerOperationRoutes(router: Router, registry: OpenAPIRegistr
       // Like every other route: a project the org never had is not found, not an empty list.
       if (!(await projectKnownToOrg(deps.db, auth.orgId, params.project_id))) throw notFound('project', params.project_id);
       const rows = await listOperations(deps.db, auth.orgId, params.project_id, query);
-      const views = await Promise.all(rows.map(async (op) => operationView(op, await liveProgress(deps, op))));
+      const views = await Promise.all(rows.map(async (op) => operationView(op, await liveProgress(deps, op), await liveActivity(deps, op))));
       answerPage(ctx, await countOperations(deps.db, auth.orgId, params.project_id), views);
     },
   });
@@ -44,7 +44,8 @@ export function registerOperationRoutes(router: Router, registry: OpenAPIRegistr
     handler: async (ctx, { params, auth }) => {
       const op = await findOperation(deps.db, auth.orgId, params.project_id, params.operation_id);
       if (!op) throw notFound('operation', params.operation_id);
-      ctx.body = operationView(op, await liveProgress(deps, op));
+      const [progress, activity] = await Promise.all([liveProgress(deps, op), liveActivity(deps, op)]);
+      ctx.body = operationView(op, progress, activity);
     },
   });
 }

@@ -38,12 +38,35 @@ export async function projectKnownToOrg(db: Db, orgId: string, projectId: string
 }
 
 /** A new running operation; idempotent on its id (a retried catalog activity inserts it twice). */
-export async function insertOperation(db: Db, o: { id: string; orgId: string; projectId: string; kind: string; workflowId: string }): Promise<void> {
+export async function insertOperation(db: Db, o: { id: string; orgId: string; projectId: string; kind: string; workflowId: string; detail?: unknown }): Promise<void> {
   await db
     .insertInto('operations')
-    .values({ id: o.id, org_id: o.orgId, project_id: o.projectId, kind: o.kind, workflow_id: o.workflowId, status: 'running', step: 'queued' })
+    .values({
+      id: o.id,
+      org_id: o.orgId,
+      project_id: o.projectId,
+      kind: o.kind,
+      workflow_id: o.workflowId,
+      status: 'running',
+      step: 'queued',
+      detail: o.detail === undefined ? null : JSON.stringify(o.detail),
+    })
     .onConflict((oc) => oc.column('id').doNothing())
     .execute();
+}
+
+/** The latest operation of a kind on a workflow id (an import, by its branch's id). */
+export function latestOperationOn(db: Db, orgId: string, projectId: string, kind: string, workflowId: string): Promise<OperationRow | undefined> {
+  return db
+    .selectFrom('operations')
+    .selectAll()
+    .where('workflow_id', '=', workflowId)
+    .where('kind', '=', kind)
+    .where('project_id', '=', projectId)
+    .where('org_id', '=', orgId)
+    .orderBy('created_at', 'desc')
+    .limit(1)
+    .executeTakeFirst();
 }
 
 export async function deleteOperation(db: Db, id: string): Promise<void> {
