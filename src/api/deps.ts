@@ -19,4 +19,9 @@ export interface ApiDeps {
   /** Public port of the proxy, written into connection strings. */
   proxyPort: () => number;
   probes: Record<string, ComponentProbe>;
+  /**
+   * Aborted when the stack stops: an operation's result long poll the API no longer waits for
+   * (it answered 202) is cancelled then, instead of retrying on a closed channel from a timer.
+   */
+  stopping?: AbortSignal;
 }

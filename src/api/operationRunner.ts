@@ -15,6 +15,13 @@ import type { AuthContext } from './auth';
 
 export type OperationOutcome<T> = { done: true; operationId: string; result: T } | { done: false; operationId: string };
 
+/** The run's result, cancelled when the stack stops (see ApiDeps.stopping). */
+function resultOf<R>(deps: ApiDeps, handle: { result(): Promise<R> }): Promise<R> {
+  const p = deps.stopping ? deps.temporal.withAbortSignal(deps.stopping, () => handle.result()) : handle.result();
+  p.catch(() => undefined);
+  return p;
+}
+
 /** Waits up to the API's bound for a promise; 'timeout' past it. */
 async function withinWait<T>(deps: ApiDeps, p: Promise<T>): Promise<T | 'timeout'> {
   let timer: NodeJS.Timeout | undefined;
@@ -32,7 +39,7 @@ async function waitedBehind(deps: ApiDeps, def: OperationDef<any, any>, workflow
   const holder = deps.temporal.workflow.getHandle(workflowId);
   const { type } = await holder.describe();
   if (!queuesBehind(def, type)) return false;
-  return (await withinWait(deps, holder.result().catch(() => 'ended'))) !== 'timeout';
+  return (await withinWait(deps, resultOf(deps, holder).catch(() => 'ended'))) !== 'timeout';
 }
 
 /**
@@ -73,8 +80,7 @@ export async function runOperation<I extends { operationId?: string }, R>(
   }
   await setOperationRun(deps.db, operationId, handle.firstExecutionRunId);
   if (o.wait === false) return { done: false, operationId };
-  const result = handle.result();
-  result.catch(() => undefined);
+  const result = resultOf(deps, handle);
   try {
     const outcome = await withinWait(deps, result);
     if (outcome === 'timeout') return { done: false, operationId };
@@ -102,8 +108,7 @@ function failedOperation(err: unknown, details: Record<string, unknown>): ApiErr
  */
 export async function runRead<I, R>(deps: ApiDeps, def: OperationDef<I, R>, input: I): Promise<R> {
   const handle = await startOperation(deps.temporal, def, input, { taskQueue: deps.config.controlTaskQueue, memo: { [HOST_TIMEOUTS_MEMO]: deps.config.hostTimeouts } });
-  const result = handle.result();
-  result.catch(() => undefined);
+  const result = resultOf(deps, handle);
   let outcome: R | 'timeout';
   try {
     outcome = await withinWait(deps, result);

@@ -104,6 +104,8 @@ export class Stack {
   private server?: http.Server;
   private cowVolume?: CowVolume;
   private stopped = false;
+  /** Aborted first in stop(): cancels result polls the API left running (see ApiDeps.stopping). */
+  private readonly stopping = new AbortController();
 
   private constructor(
     readonly config: Config,
@@ -260,6 +262,7 @@ export class Stack {
         rateLimiter: new RateLimiterMemory({ points: c.rateLimitPerMinute, duration: 60 }),
         proxyPort: () => this.proxyPort,
         probes: this.probes(),
+        stopping: this.stopping.signal,
       };
       const app = createApp(deps);
       this.server = http.createServer(app.callback());
@@ -367,6 +370,7 @@ export class Stack {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.stopping.abort();
     this.supervisor?.stop();
     this.operationReconciler?.stop();
     if (this.server) {
