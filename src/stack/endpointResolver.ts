@@ -17,6 +17,8 @@ export interface ResolverDeps {
   taskQueue: string;
   logger: Logger;
   hostTimeouts: HostTimeouts;
+  /** Aborted when the stack stops: cancels the wakes' result polls before the connection closes. */
+  stopping?: AbortSignal;
   /**
    * The host worker running in this process, if any. A wake for one of its computes starts the
    * compute here, before the resume workflow, instead of waiting for the workflow's tasks and
@@ -47,7 +49,8 @@ const WAKE_ATTEMPTS = 3;
  * The proxy's view of the catalog: allowlist first (no byte reaches a compute from a refused
  * address), then wake-on-connect for suspended computes, then the route.
  */
-export function createEndpointResolver({ db, temporal, taskQueue, logger, hostTimeouts, localHost }: ResolverDeps) {
+export function createEndpointResolver({ db, temporal, taskQueue, logger, hostTimeouts, localHost, stopping }: ResolverDeps) {
+  const resultOf = (h: { result(): Promise<unknown> }) => (stopping ? temporal.withAbortSignal(stopping, () => h.result()) : h.result());
   /**
    * Clients arriving together for one suspended endpoint share one resume. An entry lives until
    * the resume workflow has recorded the compute as running, so clients arriving meanwhile are
@@ -96,7 +99,7 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, hostTi
     const running = temporal.workflow.getHandle(workflowId);
     const { type } = await running.describe();
     if (type === workflowType(endpointResume)) return running;
-    await running.result().catch(() => undefined);
+    await resultOf(running).catch(() => undefined);
     return undefined;
   }
 
@@ -104,7 +107,7 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, hostTi
   async function resumeViaWorkflow(ep: Row): Promise<void> {
     for (let attempt = 0; attempt < WAKE_ATTEMPTS; attempt++) {
       const handle = await claimResume(ep);
-      if (handle) await handle.result();
+      if (handle) await resultOf(handle);
       if ((await lookup(ep.id))?.status === 'running') return;
     }
     throw new ProxyRefusal(`could not resume endpoint "${ep.id}"`, '57P03');
@@ -128,7 +131,7 @@ export function createEndpointResolver({ db, temporal, taskQueue, logger, hostTi
       await localHost.setEndpointState({ endpointId: ep.id, status: 'running', event: 'resume', detail: { via: 'proxy' } });
       for (let attempt = 0; attempt < WAKE_ATTEMPTS; attempt++) {
         const handle = await claimResume(ep);
-        if (handle) return void (await handle.result());
+        if (handle) return void (await resultOf(handle));
       }
     })();
     recorded.catch((err) => logger.warn({ err, endpointId: ep.id }, 'could not record a wake-on-connect'));

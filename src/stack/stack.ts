@@ -237,6 +237,7 @@ export class Stack {
           taskQueue: c.controlTaskQueue,
           logger: this.logger.child({ component: 'proxy' }),
           hostTimeouts: c.hostTimeouts,
+          stopping: this.stopping.signal,
           localHost: this.workers?.hostActivities && {
             hostId: c.hostId,
             startEndpoint: this.workers.hostActivities.startEndpoint,
