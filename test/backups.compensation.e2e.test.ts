@@ -1,7 +1,6 @@
 import fs from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { startTestStack, TestStack } from './support/stack';
-import { psql } from './support/clients';
+import { postgresOf, psqlOk } from './support/clients';
 
 /**
  * Fault injection in the steps of restoreBranch (a new branch at a past point) and
@@ -9,19 +8,8 @@ import { psql } from './support/clients';
  * failed restore leaves no half-branch, and a failed in-place restore leaves the branch as it was,
  * on its old data, endpoint and port, with no preserved branch.
  */
-const q = async (cs: string, sql: string) => {
-  const r = await psql(cs, sql);
-  if (r.code !== 0) throw new Error(`psql failed: ${r.stderr}`);
-  return r.stdout.trim();
-};
+const q = psqlOk;
 
-function postgresOf(dataDir: string): string[] {
-  try {
-    return execFileSync('pgrep', ['-a', '-f', `postgres.*${dataDir}( |$)`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
-  } catch {
-    return [];
-  }
-}
 
 describe('restores with a fault injected at each step', () => {
   let t: TestStack;

@@ -4,17 +4,13 @@
  * a moment, or lies before a reset.
  */
 import { startTestStack, TestStack } from './support/stack';
-import { psql } from './support/clients';
+import { psqlOk } from './support/clients';
 import { TEST_MAJORS } from './support/pg';
 import { runScheduleOnce, waitFor } from './support/schedules';
 
 jest.setTimeout(240_000);
 
-const q = async (cs: string, sql: string) => {
-  const r = await psql(cs, sql);
-  if (r.code !== 0) throw new Error(`psql failed: ${r.stderr}`);
-  return r.stdout.trim();
-};
+const q = psqlOk;
 const ids = async (cs: string) => (await q(cs, 'SELECT string_agg(id::text, \',\' ORDER BY id) FROM t')).split(',').filter(Boolean).map(Number);
 
 describe.each(TEST_MAJORS)('backups and PITR on Postgres %i', (major) => {

@@ -1,7 +1,6 @@
 import fs from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { startTestStack, TestStack } from './support/stack';
-import { psql } from './support/clients';
+import { postgresOf, psqlOk } from './support/clients';
 
 /**
  * Fault injection in every step of createBranch, resetBranch and deleteBranch (src/activities/faults.ts):
@@ -17,20 +16,8 @@ import { psql } from './support/clients';
  * committed and its answer was lost, ten attempts in a row).
  */
 
-const q = async (cs: string, sql: string) => {
-  const r = await psql(cs, sql);
-  if (r.code !== 0) throw new Error(`psql failed: ${r.stderr}`);
-  return r.stdout.trim();
-};
+const q = psqlOk;
 
-/** postgres processes serving this data dir. */
-function postgresOf(dataDir: string): string[] {
-  try {
-    return execFileSync('pgrep', ['-a', '-f', `postgres.*${dataDir}( |$)`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
-  } catch {
-    return [];
-  }
-}
 
 describe('branch operations with a fault injected at each step', () => {
   let t: TestStack;

@@ -4,16 +4,12 @@
  * proxy, the guard), and the extension catalog is what each major really ships.
  */
 import { startTestStack, TestStack } from './support/stack';
-import { psql } from './support/clients';
+import { psql, psqlOk } from './support/clients';
 import { TEST_MAJORS } from './support/pg';
 
 jest.setTimeout(180_000);
 
-const q = async (cs: string, sql: string) => {
-  const r = await psql(cs, sql);
-  if (r.code !== 0) throw new Error(`psql failed: ${r.stderr}`);
-  return r.stdout.trim();
-};
+const q = psqlOk;
 
 describe('Postgres majors', () => {
   let t: TestStack;

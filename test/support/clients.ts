@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { clientBin } from './pg';
 
 export interface ProcResult {
@@ -41,4 +41,20 @@ export async function nodePg(connectionString: string, sql: string, caFile: stri
   const r = await exec(process.execPath, ['-e', script, connectionString, sql], { NODE_EXTRA_CA_CERTS: caFile, NODE_NO_WARNINGS: '1' });
   if (r.code !== 0) throw new Error(`node-postgres failed: ${r.stderr}`);
   return JSON.parse(r.stdout);
+}
+
+/** psql that must succeed: its trimmed output, or an error carrying psql's stderr. */
+export async function psqlOk(connectionString: string, sql: string): Promise<string> {
+  const r = await psql(connectionString, sql);
+  if (r.code !== 0) throw new Error(`psql failed: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** postgres processes serving this data dir. */
+export function postgresOf(dataDir: string): string[] {
+  try {
+    return execFileSync('pgrep', ['-a', '-f', `postgres.*${dataDir}( |$)`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+  } catch {
+    return [];
+  }
 }
