@@ -2,8 +2,8 @@
  * Database import throughput: POST /v1/projects/{id}/import/start → the import ready (a new
  * branch: its cluster, its compute, pg_dump | psql through the host's tunnel and byte counter),
  * against a plain shell `pg_dump | psql` between the same source server and the same kind of
- * target (a fresh database on a compute of the same project, size and major), alternating,
- * in one run. Prints medians, MB/s and the ratio; also the load step alone (the loadSourceDump
+ * target (a fresh compute of the same project, size and major, made by an untimed import of an
+ * empty database), alternating, in one run. Prints medians, MB/s and the ratio; also the load step alone (the loadSourceDump
  * activity, from the workflow history), which leaves out making the branch.
  *
  *   npm run bench:import -- [--runs 5] [--scale 30] [--cu 2] [--source 18|15] [--tls]
@@ -139,19 +139,16 @@ async function main() {
       return s;
     };
 
-    // The shell's target: a compute made the same way (an import, of an empty database), same size.
-    const target = await expectStatus(b, 'POST', `${base}/import/start`, { source_dsn: dsn('empty'), branch_name: 'shell-target' }, [202]);
-    await waitReady(target.branch_id);
-    const targetEp = await expectStatus(b, 'GET', `${base}/endpoints/${target.compute_id}`, undefined, [200]);
-    const targetAdmin = async (sql: string) => {
-      const c = new Client({ host: '127.0.0.1', port: targetEp.pg_port, user: USER_ROLE, password: targetEp.pg_password, database: 'postgres' });
-      await c.connect();
-      try {
-        await c.query(sql);
-      } finally {
-        await c.end();
-      }
-    };
+    // The shell's target for each run: a compute made the way an import makes one (a new branch
+    // with a fresh cluster, imported from an empty database; not timed), same size and major. A
+    // fresh cluster writes all its WAL into new segments; a compute that ran loads before would
+    // recycle old ones, which no import ever gets.
+    async function freshTarget(name: string) {
+      const t = await expectStatus(b, 'POST', `${base}/import/start`, { source_dsn: dsn('empty'), branch_name: name }, [202]);
+      await waitReady(t.branch_id);
+      const ep = await expectStatus(b, 'GET', `${base}/endpoints/${t.compute_id}`, undefined, [200]);
+      return { branchId: t.branch_id as string, port: ep.pg_port as number, password: ep.pg_password as string };
+    }
 
     const api: { ms: number; loadMs: number; bytes: number }[] = [];
     const shell: { ms: number }[] = [];
@@ -171,18 +168,17 @@ async function main() {
     }
 
     async function viaShell(i: number) {
-      const db = `shell_${i}`;
-      await targetAdmin(`CREATE DATABASE ${db}`);
+      const target = await freshTarget(`shell-${i}`);
       // Same pg_dump options as the import's (no owners, no grants), straight from the source
       // into the compute's port; libpq's own TLS where the source needs it.
-      const script = `"$1" --format=plain --no-owner --no-privileges --no-publications --no-subscriptions --no-security-labels --no-tablespaces -d "$2" | PGPASSWORD="$4" "$3" -X -q -v ON_ERROR_STOP=1 -o /dev/null -h 127.0.0.1 -p "$5" -U "$6" -d "$7"`;
+      const script = `"$1" --format=plain --no-owner --no-privileges --no-publications --no-subscriptions --no-security-labels --no-tablespaces -d "$2" | PGPASSWORD="$4" "$3" -X -q -v ON_ERROR_STOP=1 -o /dev/null -h 127.0.0.1 -p "$5" -U "$6" -d postgres`;
       const t0 = performance.now();
-      const r = await runCommand('bash', ['-o', 'pipefail', '-c', script, 'shell', pgBin(tools, 'pg_dump'), dsn('bench'), pgBin(tools, 'psql'), targetEp.pg_password, String(targetEp.pg_port), USER_ROLE, db], pgEnv({}));
+      const r = await runCommand('bash', ['-o', 'pipefail', '-c', script, 'shell', pgBin(tools, 'pg_dump'), dsn('bench'), pgBin(tools, 'psql'), target.password, String(target.port), USER_ROLE], pgEnv({}));
       const ms = performance.now() - t0;
       if (r.code !== 0) throw new Error(`shell pg_dump | psql failed (${r.code}): ${r.out}`);
       shell.push({ ms });
       log(`shell #${i}: ${(ms / 1000).toFixed(2)} s`);
-      await targetAdmin(`DROP DATABASE ${db}`);
+      await expectStatus(b, 'DELETE', `${base}/branches/${target.branchId}`, undefined, [202, 204]);
     }
 
     // One of each first, unmeasured: the source's pages in its cache for both.
@@ -214,7 +210,7 @@ async function main() {
         [
           ['Lampion: POST import/start → ready (new branch + load)', `${(median(apiMs) / 1000).toFixed(2)} s`, `${(quantile(apiMs, 0.95) / 1000).toFixed(2)} s`, rate(median(apiMs)).toFixed(1)],
           ['  of which the load (loadSourceDump)', `${(median(loadMs) / 1000).toFixed(2)} s`, `${(quantile(loadMs, 0.95) / 1000).toFixed(2)} s`, rate(median(loadMs)).toFixed(1)],
-          ['shell: pg_dump | psql into a fresh database', `${(median(shellMs) / 1000).toFixed(2)} s`, `${(quantile(shellMs, 0.95) / 1000).toFixed(2)} s`, rate(median(shellMs)).toFixed(1)],
+          ['shell: pg_dump | psql into a fresh compute', `${(median(shellMs) / 1000).toFixed(2)} s`, `${(quantile(shellMs, 0.95) / 1000).toFixed(2)} s`, rate(median(shellMs)).toFixed(1)],
         ],
       ),
     );

@@ -19,7 +19,8 @@ export interface DumpProgress {
 }
 
 const PREFIXES = ['-- Name: ', '-- Data for Name: '].map((p) => Buffer.from(p, 'latin1'));
-const NEEDLES = PREFIXES.map((p) => Buffer.concat([Buffer.from('\n'), p]));
+/** What both prefixes start with, after a newline: one search per chunk finds both (and little else). */
+const NEEDLE = Buffer.from('\n-- ', 'latin1');
 /** Longer lines cannot be a TOC comment (names are at most 63 bytes each). */
 const MAX_LINE = 2048;
 
@@ -86,11 +87,8 @@ export class DumpScanner {
         pos = nl + 1;
         continue;
       }
-      let next = -1;
-      for (const n of NEEDLES) {
-        const i = chunk.indexOf(n, pos);
-        if (i >= 0 && (next < 0 || i < next)) next = i;
-      }
+      // The next comment line: read above when it is a TOC entry, passed over when not.
+      const next = chunk.indexOf(NEEDLE, pos);
       if (next >= 0) {
         pos = next + 1;
         continue;
