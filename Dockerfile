@@ -2,7 +2,7 @@
 FROM node:20-bookworm
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      postgresql-15 postgresql-client-15 postgresql-server-dev-15 btrfs-progs gcc make \
+      postgresql-15 postgresql-client-15 postgresql-server-dev-15 btrfs-progs pv gcc make \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin lampion
 WORKDIR /app

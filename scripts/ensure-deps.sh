@@ -19,13 +19,15 @@ as_root() {
   else return 1; fi
 }
 
-# --- Debian packages: PostgreSQL 15 (server, contrib, client tools), btrfs-progs --------------
+# --- Debian packages: PostgreSQL 15 (server, contrib, client tools), btrfs-progs, pv --------------
 PG_BINDIR="/usr/lib/postgresql/${PG_MAJOR}/bin"
 need_apt=()
 [ -x "$PG_BINDIR/initdb" ] && [ -x "$PG_BINDIR/pg_ctl" ] || need_apt+=("postgresql-${PG_MAJOR}")
 [ -f "/usr/share/postgresql/${PG_MAJOR}/extension/pg_stat_statements.control" ] || need_apt+=("postgresql-${PG_MAJOR}")
 [ -x "$PG_BINDIR/psql" ] && [ -x "$PG_BINDIR/pg_dump" ] && [ -x "$PG_BINDIR/pgbench" ] || need_apt+=("postgresql-client-${PG_MAJOR}")
 command -v mkfs.btrfs >/dev/null 2>&1 || need_apt+=("btrfs-progs")
+# pv counts an import's bytes between pg_dump and psql (with splice: the dump is never copied).
+command -v pv >/dev/null 2>&1 || need_apt+=("pv")
 # pgbouncer is the peer that bench/proxy measures the proxy against.
 [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || need_apt+=("pgbouncer")
 if [ "${#need_apt[@]}" -gt 0 ]; then

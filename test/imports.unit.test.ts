@@ -1,5 +1,5 @@
 import { parseSourceDsn, redactDsn, scrubSecret, SourceDsnError } from '../src/domain/sourceDsn';
-import { DumpScanner, tocObject } from '../src/engine/dumpProgress';
+import { DumpProgressReader, isDumpMessage, verboseObject } from '../src/engine/dumpProgress';
 import { pgDumpArgs } from '../src/engine/imports';
 import { checkCompatibility, majorOf } from '../src/engine/sourceInspect';
 import { stripChannelBinding, errorResponse } from '../src/engine/tlsTunnel';
@@ -68,56 +68,65 @@ describe('source DSN', () => {
 });
 
 describe('dump progress', () => {
-  const dump = [
-    '--',
-    '-- PostgreSQL database dump',
-    '--',
-    'SET statement_timeout = 0;',
-    '--',
-    '-- Name: app; Type: SCHEMA; Schema: -; Owner: -',
-    '--',
-    'CREATE SCHEMA app;',
-    '--',
-    '-- Name: users; Type: TABLE; Schema: public; Owner: -',
-    '--',
-    'CREATE TABLE public.users (id int, note text);',
-    '--',
-    '-- Data for Name: users; Type: TABLE DATA; Schema: public; Owner: -',
-    '--',
-    'COPY public.users (id, note) FROM stdin;',
-    '1\tnot a -- Name: line; Type: TABLE; Schema: x; Owner: -',
-    `2\t${'x'.repeat(5000)}`,
-    '\\.',
-    '--',
-    '-- Name: users_pkey; Type: CONSTRAINT; Schema: public; Owner: -',
-    '--',
-    'ALTER TABLE ONLY public.users ADD CONSTRAINT users_pkey PRIMARY KEY (id);',
+  // pg_dump --verbose's stderr, as pg_dump 15 and 18 write it (with an error at the end).
+  const log = [
+    'pg_dump: last built-in OID is 16383',
+    'pg_dump: reading extensions',
+    'pg_dump: saving "search_path = "',
+    'pg_dump: creating SCHEMA "app"',
+    'pg_dump: creating TABLE "public.users"',
+    'pg_dump: processing data for table "public.users"',
+    'pg_dump: dumping contents of table "public.users"',
+    'pg_dump: creating CONSTRAINT "public.users users_pkey"',
+    'pg_dump: creating FK CONSTRAINT "public.orders orders_user_fkey"',
+    'pg_dump: error: Dumping the contents of table "orders" failed: PQgetResult() failed.',
+    'pg_dump: detail: Error message from server: server closed the connection unexpectedly',
     '',
   ].join('\n');
 
-  it('reads TOC comments into "TYPE schema.name"', () => {
-    expect(tocObject('-- Name: users; Type: TABLE; Schema: public; Owner: -')).toBe('TABLE public.users');
-    expect(tocObject('-- Data for Name: users; Type: TABLE DATA; Schema: public; Owner: -')).toBe('TABLE DATA public.users');
-    expect(tocObject('-- Name: app; Type: SCHEMA; Schema: -; Owner: -')).toBe('SCHEMA app');
-    expect(tocObject('-- a comment')).toBeUndefined();
+  it('reads the objects pg_dump begins into "TYPE name"', () => {
+    expect(verboseObject('pg_dump: creating TABLE "public.users"')).toBe('TABLE public.users');
+    expect(verboseObject('pg_dump: processing data for table "public.users"')).toBe('TABLE DATA public.users');
+    expect(verboseObject('pg_dump: creating SCHEMA "app"')).toBe('SCHEMA app');
+    expect(verboseObject('pg_dump: creating FK CONSTRAINT "public.o o_fkey"')).toBe('FK CONSTRAINT public.o o_fkey');
+    expect(verboseObject('pg_dump: reading extensions')).toBeUndefined();
+    expect(verboseObject('pg_dump: error: creating TABLE "x"')).toBeUndefined();
   });
 
-  it('counts bytes and objects the same however the stream is cut', () => {
-    const whole = new DumpScanner();
-    whole.push(Buffer.from(dump));
-    expect(whole.progress).toEqual({ bytesDone: Buffer.byteLength(dump), objectsDone: 4, currentObject: 'CONSTRAINT public.users_pkey' });
-    const buf = Buffer.from(dump);
-    for (const size of [1, 2, 3, 7, 10, 13, 64, 100, 1000]) {
-      const s = new DumpScanner();
+  it('keeps errors, warnings and foreign text as messages, not the progress lines', () => {
+    expect(isDumpMessage('pg_dump: error: connection failed')).toBe(true);
+    expect(isDumpMessage('pg_dump: detail: the server said no')).toBe(true);
+    expect(isDumpMessage('could not connect')).toBe(true);
+    expect(isDumpMessage('pg_dump: reading tables')).toBe(false);
+    expect(isDumpMessage('   ')).toBe(false);
+  });
+
+  it('counts objects and keeps the messages the same however the log is cut', () => {
+    const whole = new DumpProgressReader();
+    whole.dumpLog(log);
+    expect(whole.progress).toEqual({ bytesDone: 0, objectsDone: 5, currentObject: 'FK CONSTRAINT public.orders orders_user_fkey' });
+    const messages = whole.dumpMessages();
+    expect(messages.split('\n')).toEqual([expect.stringMatching(/^pg_dump: error: Dumping/), expect.stringMatching(/^pg_dump: detail:/)]);
+    for (const size of [1, 2, 3, 7, 64, 1000]) {
+      const r = new DumpProgressReader();
       const seen: (string | undefined)[] = [undefined];
-      for (let i = 0; i < buf.length; i += size) {
-        s.push(buf.subarray(i, i + size));
-        if (seen[seen.length - 1] !== s.progress.currentObject) seen.push(s.progress.currentObject);
+      for (let i = 0; i < log.length; i += size) {
+        r.dumpLog(log.slice(i, i + size));
+        if (seen[seen.length - 1] !== r.progress.currentObject) seen.push(r.progress.currentObject);
       }
-      expect({ size, progress: s.progress }).toEqual({ size, progress: whole.progress });
-      // Chunks shorter than a TOC line show every object in turn.
-      if (size < 40) expect(seen).toEqual([undefined, 'SCHEMA app', 'TABLE public.users', 'TABLE DATA public.users', 'CONSTRAINT public.users_pkey']);
+      expect({ size, progress: r.progress, messages: r.dumpMessages() }).toEqual({ size, progress: whole.progress, messages });
+      if (size < 20) expect(seen).toEqual([undefined, 'SCHEMA app', 'TABLE public.users', 'TABLE DATA public.users', 'CONSTRAINT public.users users_pkey', 'FK CONSTRAINT public.orders orders_user_fkey']);
     }
+  });
+
+  it("takes the bytes from pv's last count, also when a number is cut between chunks", () => {
+    const r = new DumpProgressReader();
+    r.byteCount('0\n65536\n13');
+    expect(r.progress.bytesDone).toBe(65536);
+    r.byteCount('1072\n');
+    expect(r.progress.bytesDone).toBe(131072);
+    r.byteCount('pv: write failed: Broken pipe\n');
+    expect(r.progress.bytesDone).toBe(131072);
   });
 });
 

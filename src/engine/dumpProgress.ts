@@ -1,124 +1,89 @@
-import { Transform, TransformCallback } from 'node:stream';
-
 /**
- * Progress of a plain-format dump as it streams by: bytes, and the object being loaded, from the
- * comment pg_dump writes before each object of its table of contents:
+ * Progress of `pg_dump | pv | psql` without the dump passing through this process: the bytes
+ * from pv's count (`pv -n -b`: one number per line, the last one when the stream ends), the
+ * objects from pg_dump's `--verbose` log, which names each object of its table of contents as it
+ * writes it:
  *
- *   -- Name: users; Type: TABLE; Schema: public; Owner: -
- *   -- Data for Name: users; Type: TABLE DATA; Schema: public; Owner: -
+ *   pg_dump: creating TABLE "public.users"
+ *   pg_dump: processing data for table "public.users"
+ *   pg_dump: creating CONSTRAINT "public.users users_pkey"
  *
- * Only lines that start with those prefixes are read; everything else (row data, function bodies)
- * passes through untouched and is never decoded.
+ * pg_dump logs an object before writing it, so the name is at most a pipe's buffers ahead of
+ * what psql is loading.
  */
 export interface DumpProgress {
   bytesDone: number;
-  /** Objects of the table of contents seen so far (tables, indexes, data sections, …). */
+  /** Objects of the table of contents begun so far (tables, indexes, data sections, …). */
   objectsDone: number;
   /** e.g. "TABLE DATA public.users". */
   currentObject?: string;
 }
 
-const PREFIXES = ['-- Name: ', '-- Data for Name: '].map((p) => Buffer.from(p, 'latin1'));
-/** What both prefixes start with, after a newline: one search per chunk finds both (and little else). */
-const NEEDLE = Buffer.from('\n-- ', 'latin1');
-/** Longer lines cannot be a TOC comment (names are at most 63 bytes each). */
-const MAX_LINE = 2048;
-
-/** Parses one TOC comment line (without its newline) into "TYPE schema.name". */
-export function tocObject(line: string): string | undefined {
-  const m = /^-- (?:Data for )?Name: (.*); Type: ([^;]+); Schema: ([^;]*); Owner: /.exec(line);
-  if (!m) return undefined;
-  const [, name, type, schema] = m;
-  return schema && schema !== '-' ? `${type} ${schema}.${name}` : `${type} ${name}`;
+/** Splits a byte stream of text into whole lines (the last, unfinished one is kept for later). */
+class Lines {
+  private rest = '';
+  push(chunk: string, onLine: (line: string) => void): void {
+    const parts = (this.rest + chunk).split(/\r?\n|\r/);
+    this.rest = (parts.pop() ?? '').slice(-4096);
+    for (const p of parts) onLine(p);
+  }
+  end(onLine: (line: string) => void): void {
+    if (this.rest) onLine(this.rest);
+    this.rest = '';
+  }
 }
 
-function startsToc(buf: Buffer, at: number): boolean {
-  return PREFIXES.some((p) => buf.length - at >= p.length && buf.compare(p, 0, p.length, at, at + p.length) === 0);
+/** The object a verbose pg_dump line begins, as "TYPE name"; undefined for any other line. */
+export function verboseObject(line: string): string | undefined {
+  let m = /^pg_dump: processing data for table "(.*)"$/.exec(line);
+  if (m) return `TABLE DATA ${m[1]}`;
+  m = /^pg_dump: (?:creating|executing) ([A-Z][A-Z ]*?) "(.*)"$/.exec(line);
+  return m ? `${m[1]} ${m[2]}` : undefined;
 }
 
-/** Whether a partial line could still turn out to be a TOC comment. */
-function mayStartToc(partial: Buffer): boolean {
-  return PREFIXES.some((p) => {
-    const n = Math.min(p.length, partial.length);
-    return partial.compare(p, 0, n, 0, n) === 0;
-  });
+/**
+ * Whether a line of pg_dump's stderr is a message for the user (an error, a warning, or text
+ * that is not pg_dump's own log) rather than verbose progress.
+ */
+export function isDumpMessage(line: string): boolean {
+  if (!line.trim()) return false;
+  if (!line.startsWith('pg_dump: ')) return true;
+  return /^pg_dump: (?:error|fatal|warning|detail|hint): /.test(line);
 }
 
-export class DumpScanner {
+export class DumpProgressReader {
   readonly progress: DumpProgress = { bytesDone: 0, objectsDone: 0 };
-  /** The unfinished last line of the previous chunk, when it may be a TOC comment. */
-  private carry: Buffer | undefined;
-  /** Whether the previous chunk ended with a newline (or there was none). */
-  private atLineStart = true;
+  private readonly dumpLines = new Lines();
+  private readonly countLines = new Lines();
+  private messages: string[] = [];
 
-  push(chunk: Buffer): void {
-    this.progress.bytesDone += chunk.length;
-    let pos = 0;
-    if (this.carry) {
-      const nl = chunk.indexOf(10);
-      if (nl < 0) {
-        const joined = Buffer.concat([this.carry, chunk]);
-        this.carry = joined.length <= MAX_LINE && mayStartToc(joined) ? joined : undefined;
-        return;
-      }
-      this.line(Buffer.concat([this.carry, chunk.subarray(0, nl)]));
-      this.carry = undefined;
-      pos = nl + 1;
-    } else if (!this.atLineStart) {
-      const nl = chunk.indexOf(10);
-      if (nl < 0) return;
-      pos = nl + 1;
-    }
-    // From here `pos` is always the start of a line.
-    for (;;) {
-      if (pos >= chunk.length) {
-        this.atLineStart = true;
-        return;
-      }
-      if (startsToc(chunk, pos)) {
-        const nl = chunk.indexOf(10, pos);
-        if (nl < 0) {
-          const rest = chunk.subarray(pos);
-          this.carry = rest.length <= MAX_LINE ? Buffer.from(rest) : undefined;
-          this.atLineStart = false;
-          return;
-        }
-        this.line(chunk.subarray(pos, nl));
-        pos = nl + 1;
-        continue;
-      }
-      // The next comment line: read above when it is a TOC entry, passed over when not.
-      const next = chunk.indexOf(NEEDLE, pos);
-      if (next >= 0) {
-        pos = next + 1;
-        continue;
-      }
-      // No TOC comment starts in the rest; its last line may be the beginning of one.
-      const lastNl = chunk.lastIndexOf(10);
-      const tail = chunk.subarray(Math.max(lastNl + 1, pos));
-      this.atLineStart = tail.length === 0;
-      this.carry = tail.length && mayStartToc(tail) ? Buffer.from(tail) : undefined;
-      return;
-    }
+  /** pg_dump's stderr (run with --verbose). */
+  dumpLog(chunk: string): void {
+    this.dumpLines.push(chunk, (l) => this.dumpLine(l));
   }
 
-  private line(buf: Buffer): void {
-    if (!startsToc(buf, 0)) return;
-    const obj = tocObject(buf.toString('utf8'));
-    if (!obj) return;
-    this.progress.objectsDone++;
-    this.progress.currentObject = obj;
-  }
-
-  /** A pass-through stream that scans what flows through it. */
-  transform(): Transform {
-    return new Transform({
-      // Room for a few of the pipe's 64 kB reads: pg_dump keeps writing while psql takes a chunk.
-      highWaterMark: 1 << 20,
-      transform: (chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) => {
-        this.push(chunk);
-        cb(null, chunk);
-      },
+  /** pv's stderr (run with -n -b). */
+  byteCount(chunk: string): void {
+    this.countLines.push(chunk, (l) => {
+      const n = /^\s*(\d+)\s*$/.exec(l);
+      if (n) this.progress.bytesDone = Number(n[1]);
     });
+  }
+
+  /** pg_dump's messages for the user, without its progress lines (the last 16 kB of them). */
+  dumpMessages(): string {
+    this.dumpLines.end((l) => this.dumpLine(l));
+    return this.messages.join('\n');
+  }
+
+  private dumpLine(line: string): void {
+    const obj = verboseObject(line);
+    if (obj) {
+      this.progress.objectsDone++;
+      this.progress.currentObject = obj;
+    } else if (isDumpMessage(line)) {
+      this.messages.push(line.slice(0, 2048));
+      while (this.messages.length > 8 && this.messages.join('\n').length > 16_384) this.messages.shift();
+    }
   }
 }

@@ -1,16 +1,20 @@
 import { promises as fsp } from 'node:fs';
-import { spawn, ChildProcess } from 'node:child_process';
-import { pipeline } from 'node:stream';
+import { spawn, ChildProcess, StdioOptions } from 'node:child_process';
 import type { HostLayout } from './layout';
 import type { PgInstalls } from './pgInstalls';
 import { pgBin, PgInstall, withSystemClient } from './cluster';
 import { groupAlive, killGroup } from './exec';
 import { writeFileAtomic } from './fs';
-import { DumpProgress, DumpScanner } from './dumpProgress';
+import { DumpProgress, DumpProgressReader } from './dumpProgress';
 import { TlsTunnel } from './tlsTunnel';
 import { classifyConnectError, inspectSource, ImportTargetFacts, sourceClient, SourceError, SourceInspection, tunnelTarget } from './sourceInspect';
 import { redactDsn, scrubSecret, SourceDsn } from '../domain/sourceDsn';
 import { USER_ROLE } from '../domain/roles';
+
+type StdioOption = Exclude<StdioOptions, string>[number];
+
+/** pv (Debian's package, installed by the setup), found on PATH. */
+const PV = 'pv';
 
 /** Extensions every new cluster has (plpgsql by initdb, pg_stat_statements by the role bootstrap). */
 export const PREINSTALLED_EXTENSIONS = ['plpgsql', 'pg_stat_statements'] as const;
@@ -98,9 +102,9 @@ interface Running {
 }
 
 /**
- * Imports of external databases into branches of this host: `pg_dump | psql`, streamed through
- * this process (which counts the bytes and reads the object names for progress) with no file of
- * the dump anywhere. The source is reached through a TLS tunnel (the client tools may have no
+ * Imports of external databases into branches of this host: `pg_dump | pv | psql`, streamed from
+ * program to program with no file of the dump anywhere (pv counts the bytes, pg_dump's verbose log
+ * names the objects). The source is reached through a TLS tunnel (the client tools may have no
  * TLS); the target is the branch's compute on its private socket, as the user's role, never as
  * a superuser: the dump is the user's SQL.
  */
@@ -226,29 +230,32 @@ export class DatabaseImports {
     if (signal.aborted) throw cancelled();
     if (!fresh) await this.recreateDatabase(target);
     if (signal.aborted) throw cancelled();
-    const scanner = new DumpScanner();
-    this.progressByBranch.set(target.branchId, scanner.progress);
+    const reader = new DumpProgressReader();
+    this.progressByBranch.set(target.branchId, reader.progress);
     const tunnel = await TlsTunnel.open(tunnelTarget(dsn), { user: tools.user });
     const children: ChildProcess[] = [];
     const killAll = () => children.forEach(killQuietly);
     try {
       const extensions = await this.sourceExtensions(tunnel, dsn);
       if (signal.aborted) throw cancelled();
-      const spawnTool = (name: string, args: string[], env: NodeJS.ProcessEnv, stdio: ('pipe' | 'ignore')[]) => {
-        const child = spawn(pgBin(tools, name), args, {
+      const spawnTool = (file: string, args: string[], env: NodeJS.ProcessEnv, stdio: StdioOption[]) => {
+        const child = spawn(file, args, {
           uid: tools.user?.uid,
           gid: tools.user?.gid,
           env,
           cwd: '/',
           // Its own process group: a cancellation kills it and anything it started.
           detached: true,
-          stdio: stdio as any,
+          stdio,
         });
         children.push(child);
         return child;
       };
+      // pg_dump → pv → psql, each pipe handed from one program to the next: the dump never
+      // passes through this process (which would cost it a copy of every byte, and CPU the
+      // programs and both servers need). pv counts the bytes (with splice(2): no copy either).
       const psql = spawnTool(
-        'psql',
+        pgBin(tools, 'psql'),
         ['-X', '-q', '-w', '-v', 'ON_ERROR_STOP=1', '-o', '/dev/null'],
         clientEnv(
           {
@@ -263,12 +270,14 @@ export class DatabaseImports {
         ),
         ['pipe', 'ignore', 'pipe'],
       );
+      const counter = spawnTool(PV, ['-n', '-b', '-f', '-i', '0.5'], clientEnv({}, tools.user), ['pipe', psql.stdin!, 'pipe']);
+      psql.stdin!.destroy();
       // A source read in plain (sslmode=disable, or prefer/allow and no TLS offered) needs no
       // tunnel: pg_dump reads it straight, one hop fewer for every byte. TLS goes through it.
       const direct = tunnel.usedTls === false;
       const dump = spawnTool(
-        'pg_dump',
-        pgDumpArgs(tools.major, extensions),
+        pgBin(tools, 'pg_dump'),
+        [...pgDumpArgs(tools.major, extensions), '--verbose'],
         clientEnv(
           {
             PGHOST: direct ? dsn.host : tunnel.dir,
@@ -281,8 +290,9 @@ export class DatabaseImports {
           },
           tools.user,
         ),
-        ['ignore', 'pipe', 'pipe'],
+        ['ignore', counter.stdin!, 'pipe'],
       );
+      counter.stdin!.destroy();
       await writeFileAtomic(this.lockFile(target.branchId), JSON.stringify({ pgids: children.map((c) => c.pid).filter(Boolean) }), undefined);
       signal.addEventListener('abort', killAll, { once: true });
 
@@ -293,29 +303,38 @@ export class DatabaseImports {
         });
         return () => text;
       };
-      const dumpErr = stderrOf(dump);
+      dump.stderr!.setEncoding('utf8').on('data', (d: string) => reader.dumpLog(d));
+      counter.stderr!.setEncoding('utf8').on('data', (d: string) => reader.byteCount(d));
       const psqlErr = stderrOf(psql);
       const exited = (c: ChildProcess) =>
         new Promise<number | string>((resolve) => {
           c.once('error', (err) => resolve((err as NodeJS.ErrnoException).code ?? 'spawn error'));
           c.once('close', (code, sig) => resolve(code ?? sig ?? 'killed'));
         });
-      const [dumpExit, psqlExit] = [exited(dump), exited(psql)];
-      // Whichever fails first is the cause; the other is stopped (psql gone: pg_dump has nobody
+      const [dumpExit, counterExit, psqlExit] = [exited(dump), exited(counter), exited(psql)];
+      // Whichever fails first is the cause; the others are stopped (psql gone: pg_dump has nobody
       // to write to; pg_dump gone: psql must not commit what it read so far as if it were all).
+      // pv fails only when psql is gone (or pv cannot run): a failure of the load.
       let firstFailed: 'dump' | 'load' | undefined;
       void psqlExit.then((code) => {
         if (code === 0) return;
         firstFailed ??= 'load';
+        killQuietly(counter);
         killQuietly(dump);
+      });
+      void counterExit.then((code) => {
+        if (code === 0) return;
+        firstFailed ??= 'load';
+        killQuietly(dump);
+        killQuietly(psql);
       });
       void dumpExit.then((code) => {
         if (code === 0) return;
         firstFailed ??= 'dump';
+        killQuietly(counter);
         killQuietly(psql);
       });
-      await new Promise<void>((resolve) => pipeline(dump.stdout!, scanner.transform(), psql.stdin!, () => resolve()));
-      const [dc, pc] = await Promise.all([dumpExit, psqlExit]);
+      const [dc, cc, pc] = await Promise.all([dumpExit, counterExit, psqlExit]);
       if (signal.aborted) throw cancelled();
       // Where the socket is says nothing to the user; the source does.
       const readable = (s: string) =>
@@ -327,18 +346,19 @@ export class DatabaseImports {
             .join(`${dsn.host}:${dsn.port}`)
             .trim(),
         );
+      if (cc !== 0 && firstFailed === 'load' && pc === 0) throw new ImportError(`counting the dump's bytes failed (${PV}: ${cc})`, 'load');
       if (pc !== 0 && firstFailed === 'load') throw new ImportError(`loading the dump into the branch failed: ${lastLines(readable(psqlErr()))}`, 'load');
       if (dc !== 0) {
         if (tunnel.lastFailure) {
           const se = classifyConnectError(new Error(tunnel.lastFailure.message), tunnel, dsn);
           throw new ImportError(`could not read the source: ${se.message}`, 'connect', se);
         }
-        const text = readable(dumpErr());
+        const text = readable(reader.dumpMessages());
         const se = /connection to server .* failed/.test(text) ? classifyConnectError(Object.assign(new Error(text), { code: sqlstateIn(text) }), tunnel, dsn) : undefined;
         throw new ImportError(`pg_dump of ${redactDsn(dsn)} failed (${dc}): ${lastLines(text)}`, se ? 'connect' : 'dump', se);
       }
       if (pc !== 0) throw new ImportError(`loading the dump into the branch failed: ${lastLines(readable(psqlErr()))}`, 'load');
-      return { bytes: scanner.progress.bytesDone, objects: scanner.progress.objectsDone, tls: tunnel.usedTls === true };
+      return { bytes: reader.progress.bytesDone, objects: reader.progress.objectsDone, tls: tunnel.usedTls === true };
     } finally {
       signal.removeEventListener('abort', killAll);
       killAll();
