@@ -163,7 +163,8 @@ async function main() {
       const loadMs = wf.activities.filter((a) => a.name === 'loadSourceDump').reduce((x, a) => x + a.runMs, 0);
       dumpBytes = done.result.bytes;
       api.push({ ms, loadMs, bytes: done.result.bytes });
-      log(`api #${i}: ${(ms / 1000).toFixed(2)} s end to end, load ${(loadMs / 1000).toFixed(2)} s, ${(done.result.bytes / 1e6).toFixed(0)} MB`);
+      const steps = wf.activities.map((a) => `${a.name} ${Math.round(a.queueMs + a.runMs)}`).join(', ');
+      log(`api #${i}: ${(ms / 1000).toFixed(2)} s end to end, load ${(loadMs / 1000).toFixed(2)} s, ${(done.result.bytes / 1e6).toFixed(0)} MB; workflow ${Math.round(wf.totalMs)} ms (ms per activity, queue + run: ${steps})`);
       await expectStatus(b, 'DELETE', `${base}/branches/${started.branch_id}`, undefined, [202, 204]);
     }
 

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import path from 'node:path';
 import fs from 'node:fs';
+import { setMaxListeners } from 'node:events';
 import pino, { Logger } from 'pino';
 import { sql } from 'kysely';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
@@ -105,7 +106,12 @@ export class Stack {
   private cowVolume?: CowVolume;
   private stopped = false;
   /** Aborted first in stop(): cancels result polls the API left running (see ApiDeps.stopping). */
-  private readonly stopping = new AbortController();
+  private readonly stopping = (() => {
+    const c = new AbortController();
+    // One listener per result poll in flight: many at once is normal, not a leak.
+    setMaxListeners(0, c.signal);
+    return c;
+  })();
 
   private constructor(
     readonly config: Config,
