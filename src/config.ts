@@ -76,6 +76,10 @@ export const envSchema = z.object({
   LAMPION_TLS_CERT_FILE: optionalString,
   LAMPION_TLS_KEY_FILE: optionalString,
   LAMPION_API_WAIT_MS: z.coerce.number().int().min(0).max(600000).default(60000),
+  LAMPION_SQL_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+  LAMPION_SQL_MAX_TIMEOUT_MS: z.coerce.number().int().min(100).max(86_400_000).default(300_000),
+  LAMPION_SQL_MAX_ROWS: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+  LAMPION_SQL_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(4),
   LAMPION_API_KEY_TTL_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
   LAMPION_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(1200),
   LAMPION_SECRET_KEY: optionalString.pipe(
@@ -132,6 +136,8 @@ export interface Config {
   tlsCertFile?: string;
   tlsKeyFile?: string;
   apiWaitMs: number;
+  /** The SQL executor: default and largest statement timeout, largest row cap, pool size per endpoint and database. */
+  sql: { timeoutMs: number; maxTimeoutMs: number; maxRows: number; poolSize: number };
   apiKeyTtlDays: number;
   rateLimitPerMinute: number;
   secretKey?: string;
@@ -186,6 +192,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tlsCertFile: e.LAMPION_TLS_CERT_FILE,
     tlsKeyFile: e.LAMPION_TLS_KEY_FILE,
     apiWaitMs: e.LAMPION_API_WAIT_MS,
+    sql: {
+      timeoutMs: Math.min(e.LAMPION_SQL_TIMEOUT_MS, e.LAMPION_SQL_MAX_TIMEOUT_MS),
+      maxTimeoutMs: e.LAMPION_SQL_MAX_TIMEOUT_MS,
+      maxRows: e.LAMPION_SQL_MAX_ROWS,
+      poolSize: e.LAMPION_SQL_POOL_SIZE,
+    },
     apiKeyTtlDays: e.LAMPION_API_KEY_TTL_DAYS,
     rateLimitPerMinute: e.LAMPION_RATE_LIMIT_PER_MINUTE,
     secretKey: e.LAMPION_SECRET_KEY,

@@ -12,6 +12,7 @@ import { registerBranchRoutes } from './routes/branches';
 import { registerSeedRoutes } from './routes/seeds';
 import { registerEndpointRoutes } from './routes/endpoints';
 import { registerDumpRoutes } from './routes/endpoints/dump';
+import { registerSqlRoutes } from './routes/endpoints/sql';
 import { registerMetricsRoutes } from './routes/metrics';
 import { registerBackupRoutes } from './routes/backups';
 import { registerReplicaRoutes } from './routes/branches/replicas';
@@ -32,6 +33,7 @@ export function createApp(deps: ApiDeps): Koa {
   registerSeedRoutes(router, registry, deps);
   registerEndpointRoutes(router, registry, deps);
   registerDumpRoutes(router, registry, deps);
+  registerSqlRoutes(router, registry, deps);
   registerMetricsRoutes(router, registry, deps);
   registerBackupRoutes(router, registry, deps);
   registerReplicaRoutes(router, registry, deps);

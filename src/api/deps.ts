@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Config } from '../config';
 import type { Db } from '../db';
+import type { ComputePools } from './executor';
 
 export interface ComponentProbe {
   (): Promise<{ status: 'ok' | 'down' | 'external'; detail?: string }>;
@@ -19,6 +20,8 @@ export interface ApiDeps {
   /** Public port of the proxy, written into connection strings. */
   proxyPort: () => number;
   probes: Record<string, ComponentProbe>;
+  /** The SQL executor's connections to computes (see api/executor.ts). */
+  computePools: ComputePools;
   /**
    * Aborted when the stack stops: an operation's result long poll the API no longer waits for
    * (it answered 202) is cancelled then, instead of retrying on a closed channel from a timer.

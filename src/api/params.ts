@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import './zod';
 import { ENDPOINT_ID_RE, idPattern } from '../domain/ids';
+import { checkIdentifier } from '../domain/pgsql/identifiers';
 
 /** Path parameters shared by every route: one schema per id, so one message per id everywhere. */
 export const projectIdParam = z.object({ project_id: z.string().regex(idPattern('project'), 'not a project id') });
@@ -11,3 +13,14 @@ export const seedParams = projectIdParam.extend({ seed_id: z.string().regex(idPa
 export const backupParams = projectIdParam.extend({ backup_id: z.string().regex(idPattern('backup'), 'not a backup id') });
 export const importParams = branchParams;
 export const operationParams = projectIdParam.extend({ operation_id: z.string().regex(idPattern('operation'), 'not an operation id') });
+
+/** A Postgres identifier from a request (database, role, table, …), as stored: checked, never trusted. */
+export function identifier(what: string) {
+  return z.string().superRefine((s, ctx) => {
+    const bad = checkIdentifier(s, what);
+    if (bad) ctx.addIssue({ code: 'custom', message: bad });
+  });
+}
+
+/** The database a request works in: as stored (case-sensitive), default postgres. */
+export const databaseName = identifier('database').default('postgres').openapi({ description: 'Database, as stored (case-sensitive); default postgres' });

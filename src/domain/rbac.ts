@@ -44,6 +44,8 @@ export const POLICY = {
   'endpoint.allowlist.write': 'admin',
   /** A dump carries every row of the database, as much as the password does. */
   'endpoint.dump': 'developer',
+  /** Anything cloud_admin may do in the database, as the console does it. */
+  'sql.execute': 'developer',
   'metrics.read': 'viewer',
   /** The source's credentials reach the platform: the same role as making a branch. */
   'import.validate': 'developer',

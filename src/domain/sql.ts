@@ -78,7 +78,89 @@ export async function splitStatements(sql: string): Promise<string[]> {
   });
 }
 
-async function parseScript(sql: string): Promise<{ ok: true; stmts: RawStmt[] } | SqlSyntaxError> {
+/** Where a script runs, for the messages that say what it may not contain. */
+export type ScriptPlace = 'seeds' | 'api';
+
+const PLACE_NAME: Record<ScriptPlace, string> = { seeds: 'in seeds', api: 'over the SQL API' };
+
+/** One statement of a script the SQL API runs. */
+export interface ScriptStatement {
+  text: string;
+  /** 1-based code-point offset of the statement in the script (for error positions). */
+  position: number;
+  /** The parse node's name, e.g. "SelectStmt", "CreateStmt". */
+  kind: string;
+  /**
+   * A plain read that leaves nothing behind in the session: a SELECT without INTO or row locks,
+   * SHOW, VALUES, EXPLAIN without ANALYZE, and no call of a function known to change session
+   * state. A pooled connection is reused as it is after a request of only these.
+   */
+  leavesNoState: boolean;
+}
+
+/** Functions a SELECT may call that change the session (settings, advisory locks, large objects, …). */
+const SESSION_FUNCTIONS = /^(set_config|pg_advisory_lock(_shared)?|pg_try_advisory_lock(_shared)?|pg_advisory_unlock(_shared|_all)?|lo_\w+|dblink\w*|pg_notify|setseed|nextval|setval)$/;
+
+function leavesNoState(stmt: unknown): boolean {
+  const node = stmt as Record<string, any> | undefined;
+  if (!node) return false;
+  const [kind] = Object.keys(node);
+  const body = node[kind];
+  if (kind === 'VariableShowStmt') return true;
+  if (kind === 'ExplainStmt') {
+    const analyse = (body.options ?? []).some((o: any) => o?.DefElem?.defname === 'analyze' || o?.DefElem?.defname === 'analyse');
+    return !analyse && leavesNoState(body.query);
+  }
+  if (kind !== 'SelectStmt') return false;
+  if (body.intoClause || body.lockingClause) return false;
+  let clean = true;
+  const walk = (v: unknown): void => {
+    if (!clean || v === null || typeof v !== 'object') return;
+    if (Array.isArray(v)) return v.forEach(walk);
+    const o = v as Record<string, unknown>;
+    const call = o.FuncCall as { funcname?: { String?: { sval?: string } }[] } | undefined;
+    if (call) {
+      const name = call.funcname?.[call.funcname.length - 1]?.String?.sval ?? '';
+      if (SESSION_FUNCTIONS.test(name)) clean = false;
+    }
+    // A SELECT ... FOR UPDATE inside a subquery or CTE, or a data-modifying CTE.
+    if (o.lockingClause || o.InsertStmt || o.UpdateStmt || o.DeleteStmt || o.MergeStmt) clean = false;
+    for (const x of Object.values(o)) walk(x);
+  };
+  walk(body);
+  return clean;
+}
+
+/**
+ * The statements of a script for the SQL API, as the parser delimits them (see
+ * {@link splitStatements}), each with its kind and where it starts; a syntax error, or COPY to or
+ * from the client, is a {@link SqlSyntaxError}.
+ */
+export async function scriptStatements(sql: string): Promise<{ ok: true; statements: ScriptStatement[] } | SqlSyntaxError> {
+  if (sql.trim() === '') return failAt(sql, 1, 'query is empty');
+  const parsed = await parseScript(sql, 'api');
+  if (!parsed.ok) return parsed;
+  if (parsed.stmts.length === 0) return failAt(sql, 1, 'query contains no SQL statements, only comments');
+  const toIndex = byteToIndexCursor(sql);
+  return {
+    ok: true,
+    statements: parsed.stmts.map((s) => {
+      const startByte = s.stmt_location ?? 0;
+      let start = toIndex(startByte);
+      const end = s.stmt_len ? toIndex(startByte + s.stmt_len) : sql.length;
+      const raw = sql.slice(start, end);
+      start += raw.length - raw.trimStart().length;
+      return {
+        text: raw.trim(),
+        position: codePointCount(sql.slice(0, start)) + 1,
+        kind: Object.keys((s.stmt ?? {}) as object)[0] ?? 'unknown',
+        leavesNoState: leavesNoState(s.stmt),
+      };
+    }),
+  };
+}
+
+async function parseScript(sql: string, place: ScriptPlace = 'seeds'): Promise<{ ok: true; stmts: RawStmt[] } | SqlSyntaxError> {
   const bad = checkText(sql);
   if (bad) return bad;
   const pg = await loadParser();
@@ -87,21 +169,26 @@ async function parseScript(sql: string): Promise<{ ok: true; stmts: RawStmt[] } 
     stmts = pg.parseSync(sql).stmts ?? [];
   } catch (err) {
     if (!pg.hasSqlDetails(err)) throw err;
-    return explainSyntaxError(pg, sql, err.message, (err.sqlDetails?.cursorPosition ?? 0) + 1);
+    return explainSyntaxError(pg, sql, err.message, (err.sqlDetails?.cursorPosition ?? 0) + 1, place);
   }
-  const copy = stmts.find(isCopyFromStdin);
-  if (copy) return failAtByte(sql, copy.stmt_location ?? 0, COPY_STDIN_MESSAGE);
+  const copy = stmts.find((st) => isCopyStdio(st, place));
+  if (copy) return failAtByte(sql, copy.stmt_location ?? 0, copyStdioMessage(place));
   return { ok: true, stmts };
 }
 
-const COPY_STDIN_MESSAGE =
-  'COPY ... FROM stdin is not supported in seeds: its data can only be streamed by psql; use INSERT statements (pg_dump --inserts) instead';
+function copyStdioMessage(place: ScriptPlace): string {
+  return place === 'seeds'
+    ? 'COPY ... FROM stdin is not supported in seeds: its data can only be streamed by psql; use INSERT statements (pg_dump --inserts) instead'
+    : 'COPY ... FROM stdin and COPY ... TO stdout are not supported over the SQL API: nothing streams their data; use INSERT statements, or SELECT for output';
+}
 
 // Seeds run statement by statement over the wire protocol, where nobody supplies COPY data.
-function isCopyFromStdin(s: RawStmt): boolean {
+// Over the API, nobody reads COPY output either.
+function isCopyStdio(s: RawStmt, place?: unknown): boolean {
   const stmt = s.stmt as { CopyStmt?: { is_from?: boolean; filename?: string; is_program?: boolean } } | undefined;
   const copy = stmt?.CopyStmt;
-  return !!copy && !!copy.is_from && !copy.filename && !copy.is_program;
+  if (!copy || copy.filename || copy.is_program) return false;
+  return !!copy.is_from || place === 'api';
 }
 
 /** Rejects what the WASM boundary would silently mangle before Postgres ever sees it. */
@@ -118,17 +205,19 @@ function checkText(sql: string): SqlSyntaxError | undefined {
 }
 
 /** Replaces the grammar's generic complaint where we know what the author actually wrote. */
-function explainSyntaxError(pg: typeof PgQuery, sql: string, message: string, position: number): SqlSyntaxError {
+function explainSyntaxError(pg: typeof PgQuery, sql: string, message: string, position: number, place: ScriptPlace): SqlSyntaxError {
   const idx = codePointsToIndex(sql, position - 1);
   // Checked first because COPY data rows may themselves start with a backslash (`\N` is NULL).
-  const copy = copyFromStdinBefore(pg, sql, idx);
+  const copy = copyFromStdinBefore(pg, sql, idx, place);
   if (copy) return copy;
   if (sql[idx] === '\\' && message.startsWith('syntax error at or near "\\"')) {
     const command = /^\\\S*/.exec(sql.slice(idx))?.[0] ?? '\\';
     return failAt(
       sql,
       position,
-      `psql meta-command "${command}" is not supported in seeds: seeds are plain SQL run by the server, not by psql`,
+      place === 'seeds'
+        ? `psql meta-command "${command}" is not supported in seeds: seeds are plain SQL run by the server, not by psql`
+        : `psql meta-command "${command}" inside SQL: send meta-commands on their own (one per line, each line starting with a backslash)`,
     );
   }
   if (position === 1 && sql.startsWith('\uFEFF')) {
@@ -143,7 +232,7 @@ function explainSyntaxError(pg: typeof PgQuery, sql: string, message: string, po
  * starts after the last semicolon before the error, so if the script up to that semicolon ends in
  * such a COPY, that is the real problem.
  */
-function copyFromStdinBefore(pg: typeof PgQuery, sql: string, errorIndex: number): SqlSyntaxError | undefined {
+function copyFromStdinBefore(pg: typeof PgQuery, sql: string, errorIndex: number, place: ScriptPlace): SqlSyntaxError | undefined {
   const before = sql.slice(0, errorIndex);
   if (before.trim() === '') return undefined;
   try {
@@ -153,7 +242,7 @@ function copyFromStdinBefore(pg: typeof PgQuery, sql: string, errorIndex: number
     if (!last) return undefined;
     const prior = pg.parseSync(before.slice(0, byteToIndexCursor(before)(last.end))).stmts ?? [];
     const stmt = prior[prior.length - 1];
-    if (stmt && isCopyFromStdin(stmt)) return failAtByte(sql, stmt.stmt_location ?? 0, COPY_STDIN_MESSAGE);
+    if (stmt && isCopyStdio(stmt)) return failAtByte(sql, stmt.stmt_location ?? 0, copyStdioMessage(place));
   } catch {
     // The prefix has a problem of its own; the original error is the one to report.
   }

@@ -2,6 +2,7 @@ import http from 'node:http';
 import path from 'node:path';
 import fs from 'node:fs';
 import { setMaxListeners } from 'node:events';
+import { ComputePools } from '../api/executor';
 import pino, { Logger } from 'pino';
 import { sql } from 'kysely';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
@@ -105,6 +106,8 @@ export class Stack {
   private server?: http.Server;
   private cowVolume?: CowVolume;
   private stopped = false;
+  /** The SQL executor's connections to computes; closed in stop() before the computes stop. */
+  private readonly computePools: ComputePools;
   /** Aborted first in stop(): cancels result polls the API left running (see ApiDeps.stopping). */
   private readonly stopping = (() => {
     const c = new AbortController();
@@ -119,6 +122,7 @@ export class Stack {
     logger?: Logger,
   ) {
     this.logger = logger ?? pino({ level: config.logLevel, base: { host: config.hostId } });
+    this.computePools = new ComputePools({ size: config.sql.poolSize, idleMs: 10_000, logger: this.logger.child({ component: 'sql' }) });
   }
 
   static async start(config: Config, roles: Roles = ALL_ROLES, logger?: Logger): Promise<Stack> {
@@ -270,6 +274,7 @@ export class Stack {
         proxyPort: () => this.proxyPort,
         probes: this.probes(),
         stopping: this.stopping.signal,
+        computePools: this.computePools,
       };
       const app = createApp(deps);
       this.server = http.createServer(app.callback());
@@ -384,6 +389,8 @@ export class Stack {
       this.server.closeAllConnections?.();
       await new Promise((r) => this.server!.close(r));
     }
+    // Before the computes stop: their pooled sessions end cleanly, not from under the pool.
+    await this.computePools.close();
     await this.proxy?.stop().catch(() => undefined);
     await this.workers?.shutdown().catch(() => undefined);
     if (this.roles.worker && this.db && this.engine) await this.stopHostComputes().catch(() => undefined);

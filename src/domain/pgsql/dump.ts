@@ -1,13 +1,12 @@
-import { CONTROL_CHARS } from '../names';
+import { checkIdentifier, quoteIdent } from './identifiers';
+
+export { checkIdentifier, MAX_IDENTIFIER_BYTES } from './identifiers';
 
 /**
  * pg_dump invocations and the names around them, built by pure functions. Nothing user-supplied
  * reaches a command line unquoted: the database goes in PGDATABASE (which libpq never expands as
  * a connection string, unlike a `-d` argument), the table in a fully quoted `--table` pattern.
  */
-
-/** Postgres keeps identifiers to NAMEDATALEN - 1 bytes and silently truncates longer ones. */
-export const MAX_IDENTIFIER_BYTES = 63;
 
 export interface TableRef {
   /** Absent: the table visible on the user's default search_path. */
@@ -16,15 +15,6 @@ export interface TableRef {
 }
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; message: string };
-
-/** A database or schema or table name as stored in the catalog: no control characters, at most 63 bytes. */
-export function checkIdentifier(s: string, what: string): string | undefined {
-  if (s.length === 0) return `${what} must not be empty`;
-  if (CONTROL_CHARS.test(s)) return `${what} must not contain control characters`;
-  if (new TextEncoder().encode(s).length > MAX_IDENTIFIER_BYTES) return `${what} must be at most ${MAX_IDENTIFIER_BYTES} bytes`;
-  if (/\p{Cs}/u.test(s)) return `${what} is not valid Unicode`;
-  return undefined;
-}
 
 /**
  * `table` or `schema.table`, names exactly as stored (case-sensitive, no SQL quoting): the first
@@ -43,7 +33,7 @@ export function parseTableRef(input: string): Parsed<TableRef> {
  * `?`, `.`, `$`, regex characters and letter case are literal, and `""` is a double quote.
  */
 export function quotePatternIdentifier(s: string): string {
-  return `"${s.replace(/"/g, '""')}"`;
+  return quoteIdent(s);
 }
 
 /** The `--table` pattern that matches exactly this one table. */

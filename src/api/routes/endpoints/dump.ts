@@ -4,13 +4,12 @@ import { z } from 'zod';
 import { defineRoute, errorEnvelope } from '../../route';
 import type { ApiDeps } from '../../deps';
 import { ApiError } from '../../errors';
-import { endpointParams } from '../../params';
+import { databaseName, endpointParams } from '../../params';
 import { requireEndpoint } from '../../lookup';
 import { directUserAccess, requireRunningCompute } from '../../compute';
 import { databaseExtensions, startDump } from '../../dump';
 import { touchEndpoint } from '../../../db/queries/endpoints';
 import {
-  checkIdentifier,
   classifyDumpFailure,
   dumpContentDisposition,
   dumpErrorMessage,
@@ -18,15 +17,6 @@ import {
   pgDumpCommand,
   TableRef,
 } from '../../../domain/pgsql/dump';
-
-const databaseName = z
-  .string()
-  .superRefine((s, ctx) => {
-    const bad = checkIdentifier(s, 'database');
-    if (bad) ctx.addIssue({ code: 'custom', message: bad });
-  })
-  .default('postgres')
-  .openapi({ description: 'Database to dump, as stored (case-sensitive); default postgres' });
 
 const tableName = z
   .string()
