@@ -76,6 +76,7 @@ export const envSchema = z.object({
   LAMPION_TLS_CERT_FILE: optionalString,
   LAMPION_TLS_KEY_FILE: optionalString,
   LAMPION_API_WAIT_MS: z.coerce.number().int().min(0).max(600000).default(60000),
+  LAMPION_API_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(1000),
   LAMPION_SQL_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   LAMPION_SQL_MAX_TIMEOUT_MS: z.coerce.number().int().min(100).max(86_400_000).default(300_000),
   LAMPION_SQL_MAX_ROWS: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
@@ -136,6 +137,8 @@ export interface Config {
   tlsCertFile?: string;
   tlsKeyFile?: string;
   apiWaitMs: number;
+  /** How long the API may use a looked-up API key or running endpoint again without the catalog (0: never). */
+  apiCacheMs: number;
   /** The SQL executor: default and largest statement timeout, largest row cap, pool size per endpoint and database. */
   sql: { timeoutMs: number; maxTimeoutMs: number; maxRows: number; poolSize: number };
   apiKeyTtlDays: number;
@@ -192,6 +195,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tlsCertFile: e.LAMPION_TLS_CERT_FILE,
     tlsKeyFile: e.LAMPION_TLS_KEY_FILE,
     apiWaitMs: e.LAMPION_API_WAIT_MS,
+    apiCacheMs: e.LAMPION_API_CACHE_MS,
     sql: {
       timeoutMs: Math.min(e.LAMPION_SQL_TIMEOUT_MS, e.LAMPION_SQL_MAX_TIMEOUT_MS),
       maxTimeoutMs: e.LAMPION_SQL_MAX_TIMEOUT_MS,

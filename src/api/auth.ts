@@ -16,7 +16,12 @@ export async function authorize(ctx: Koa.Context, deps: ApiDeps, action: Action)
   const token = parseBearer(ctx.get('authorization'));
   if (!token) throw unauthorized('missing API key: send Authorization: Bearer lmp_live_...');
   if (!API_KEY_RE.test(token)) throw unauthorized('malformed API key');
-  const key = await deps.db.selectFrom('api_keys').selectAll().where('key_hash', '=', hashApiKey(token)).executeTakeFirst();
+  const hash = hashApiKey(token);
+  let key = deps.caches.apiKeys.get(hash);
+  if (!key) {
+    key = await deps.db.selectFrom('api_keys').selectAll().where('key_hash', '=', hash).executeTakeFirst();
+    if (key && !key.revoked_at) deps.caches.apiKeys.set(hash, key);
+  }
   if (!key || key.revoked_at) throw unauthorized('invalid API key');
   if (new Date(key.expires_at).getTime() <= Date.now()) throw unauthorized('API key expired');
   try {

@@ -4,6 +4,9 @@ import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Config } from '../config';
 import type { Db } from '../db';
 import type { ComputePools } from './executor';
+import type { TtlCache } from './ttlCache';
+import type { ApiKeyRow } from '../db';
+import type { EndpointListRow } from '../db/queries/endpoints';
 
 export interface ComponentProbe {
   (): Promise<{ status: 'ok' | 'down' | 'external'; detail?: string }>;
@@ -20,6 +23,11 @@ export interface ApiDeps {
   /** Public port of the proxy, written into connection strings. */
   proxyPort: () => number;
   probes: Record<string, ComponentProbe>;
+  /**
+   * Hot-path lookups (LAMPION_API_CACHE_MS): valid API keys by hash; running endpoints for the
+   * SQL executor, which looks again when a cached one fails to connect.
+   */
+  caches: { apiKeys: TtlCache<ApiKeyRow>; runningEndpoints: TtlCache<EndpointListRow> };
   /** The SQL executor's connections to computes (see api/executor.ts). */
   computePools: ComputePools;
   /**

@@ -155,6 +155,19 @@ function connectFailure(err: unknown): boolean {
 }
 
 /**
+ * The endpoint a console route works on. A running one may come from the cache (up to
+ * LAMPION_API_CACHE_MS old): withSession looks again if it does not answer.
+ */
+export async function consoleEndpoint(deps: ApiDeps, auth: AuthContext, projectId: string, endpointId: string): Promise<EndpointListRow> {
+  const key = `${auth.orgId}/${projectId}/${endpointId}`;
+  const cached = deps.caches.runningEndpoints.get(key);
+  if (cached) return cached;
+  const ep = await requireEndpoint(deps, auth, projectId, endpointId);
+  if (ep.status === 'running' && ep.port !== null) deps.caches.runningEndpoints.set(key, ep);
+  return ep;
+}
+
+/**
  * Runs `fn` on a pooled connection of the endpoint's compute (woken first if suspended) as its
  * user role. A compute that went away between the wake and the connect (a suspend, a restart) is
  * woken again once. After `fn`, a transaction it left open is rolled back, and a session it
@@ -170,8 +183,10 @@ export async function withSession<T>(deps: ApiDeps, auth: AuthContext, endpoint:
       client = await pools.pool(running, directUserAccess(deps, running), o.database).connect();
     } catch (err) {
       if (isPgError(err) && err.code === '3D000') throw new SqlError(err);
-      if (isPgError(err) && !isComputeGone(err.code)) throw new SqlError(err);
-      if (attempt === 0 && connectFailure(err)) {
+      if (isPgError(err) && !isComputeGone(err.code) && !(attempt === 0 && err.code === '28P01')) throw new SqlError(err);
+      if (attempt === 0 && (connectFailure(err) || (isPgError(err) && err.code === '28P01'))) {
+        // A cached endpoint that went away (suspended, moved to another port, deleted).
+        deps.caches.runningEndpoints.delete(`${auth.orgId}/${ep.project_id}/${ep.id}`);
         ep = await requireEndpoint(deps, auth, ep.project_id, ep.id);
         continue;
       }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import fs from 'node:fs';
 import { setMaxListeners } from 'node:events';
 import { ComputePools } from '../api/executor';
+import { TtlCache } from '../api/ttlCache';
 import pino, { Logger } from 'pino';
 import { sql } from 'kysely';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
@@ -275,6 +276,7 @@ export class Stack {
         probes: this.probes(),
         stopping: this.stopping.signal,
         computePools: this.computePools,
+        caches: { apiKeys: new TtlCache(c.apiCacheMs), runningEndpoints: new TtlCache(c.apiCacheMs) },
       };
       const app = createApp(deps);
       this.server = http.createServer(app.callback());

@@ -4,8 +4,7 @@ import { z } from 'zod';
 import { defineRoute, errorEnvelope } from '../../route';
 import type { ApiDeps } from '../../deps';
 import { databaseName, endpointParams } from '../../params';
-import { requireEndpoint } from '../../lookup';
-import { withSession } from '../../executor';
+import { consoleEndpoint, withSession } from '../../executor';
 import { planSql, runSql } from '../../console';
 
 /** Rows a request gets unless it asks for fewer or more (up to LAMPION_SQL_MAX_ROWS). */
@@ -71,7 +70,7 @@ export function registerSqlRoutes(router: Router, registry: OpenAPIRegistry, dep
     },
     handler: async (ctx, { params, body, auth }) => {
       const req = { query: body.query, params: body.params, database: body.database, maxRows: body.max_rows ?? Math.min(DEFAULT_MAX_ROWS, limits.maxRows) };
-      const ep = await requireEndpoint(deps, auth, params.project_id, params.endpoint_id);
+      const ep = await consoleEndpoint(deps, auth, params.project_id, params.endpoint_id);
       // Parsed before the compute is touched: a syntax error wakes nothing.
       const plan = await planSql(req);
       ctx.body = await withSession(deps, auth, ep, { database: body.database, timeoutMs: body.timeout_ms ?? limits.timeoutMs }, (s) => runSql(s, req, plan));
