@@ -191,6 +191,23 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
       }
     },
 
+    /** The compute log's last lines (the file outlives a suspend). */
+    async readEndpointLog(i: { endpointId: string; lines: number }): Promise<string[]> {
+      return engine.endpointLogLines(i.endpointId, i.lines);
+    },
+
+    /** An extension only a superuser may create or drop, done by the platform on the user's behalf. */
+    async manageExtension(i: { spec: EndpointSpec; database: string; name: string; action: 'create' | 'drop' }): Promise<void> {
+      try {
+        await engine.platformExtension(i.spec, i.database, i.name, i.action);
+      } catch (err) {
+        const e = err as { code?: string; message?: string };
+        // The database's answer (missing, in use, depended on) is the user's to read, not to retry.
+        if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) throw failure('ExtensionRefused', e.message ?? 'refused', { sqlstate: e.code });
+        throw err;
+      }
+    },
+
     /** Whether any user session is open on the compute: an idle sweep must not cut one off. */
     async endpointHasClients(spec: EndpointSpec): Promise<boolean> {
       if (!(await engine.endpointRunning(spec))) return false;

@@ -9,6 +9,7 @@ import { requireEndpoint } from './lookup';
 import type { EndpointListRow } from '../db/queries/endpoints';
 import { touchEndpoint } from '../db/queries/endpoints';
 import { isComputeGone, sqlErrorAnswer } from '../domain/sqlstate';
+import type { Statement } from '../domain/pgsql/statement';
 
 /**
  * The one executor: every statement a route runs on a compute goes through here. It runs as the
@@ -91,6 +92,14 @@ export class ComputePools {
     pool.on('error', (err) => this.o.logger.debug({ err: err.message, endpoint: ep.id }, 'pooled connection closed by the compute'));
     this.pools.set(id, { key, pool });
     return pool;
+  }
+
+  /** Ends the pool of one database (before it is dropped: its idle sessions would hold it). */
+  async forget(endpointId: string, database: string): Promise<void> {
+    const id = `${endpointId}/${database}`;
+    const have = this.pools.get(id);
+    this.pools.delete(id);
+    await have?.pool.end().catch(() => undefined);
   }
 
   timeoutOf(c: pg.ClientBase): number | undefined {
@@ -202,8 +211,11 @@ export async function withSession<T>(deps: ApiDeps, auth: AuthContext, endpoint:
       }
       return await fn({ client, dirty: () => (dirty = true), endpoint: running });
     } catch (err) {
-      if (!isPgError(err)) broken = true;
-      throw err;
+      if (!isPgError(err)) {
+        if (!(err instanceof ApiError)) broken = true;
+        throw err;
+      }
+      throw new SqlError(err);
     } finally {
       if (!broken) {
         try {
@@ -219,6 +231,30 @@ export async function withSession<T>(deps: ApiDeps, auth: AuthContext, endpoint:
       client.release(broken);
     }
   }
+}
+
+/** Rows of a statement built by a domain/pgsql builder (bigint and numeric as text). */
+export async function queryRows<T = Record<string, unknown>>(s: Session, st: Statement): Promise<T[]> {
+  const r = await s.client.query({ text: st.text, values: st.values as any[] | undefined, types: resultTypes as any });
+  return r.rows as T[];
+}
+
+/** Runs statements in one transaction: all or nothing. */
+export async function inTransaction<T>(s: Session, fn: () => Promise<T>): Promise<T> {
+  await s.client.query('BEGIN');
+  try {
+    const r = await fn();
+    await s.client.query('COMMIT');
+    return r;
+  } catch (err) {
+    await s.client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+/** The default options of a console route: the request's database, the default timeout. */
+export function consoleOptions(deps: ApiDeps, database = 'postgres'): ExecOptions {
+  return { database, timeoutMs: deps.config.sql.timeoutMs };
 }
 
 export interface StatementResult {

@@ -46,6 +46,13 @@ export const POLICY = {
   'endpoint.dump': 'developer',
   /** Anything cloud_admin may do in the database, as the console does it. */
   'sql.execute': 'developer',
+  /** The console's objects: reading them is the catalog's read; changing them is DDL. */
+  'schema.read': 'viewer',
+  'database.write': 'developer',
+  'role.write': 'developer',
+  'permission.write': 'developer',
+  'table.write': 'developer',
+  'extension.write': 'developer',
   'metrics.read': 'viewer',
   /** The source's credentials reach the platform: the same role as making a branch. */
   'import.validate': 'developer',

@@ -306,3 +306,15 @@ function byteToIndexCursor(s: string): (byteOffset: number) => number {
     return idx;
   };
 }
+
+/** The parse tree of a text (the statements' nodes), or undefined when it does not parse. */
+export async function parseTree(sql: string): Promise<unknown[] | undefined> {
+  if (checkText(sql)) return undefined;
+  const pg = await loadParser();
+  try {
+    return (pg.parseSync(sql).stmts ?? []).map((s) => s.stmt);
+  } catch (err) {
+    if (pg.hasSqlDetails(err)) return undefined;
+    throw err;
+  }
+}

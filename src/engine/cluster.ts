@@ -15,8 +15,8 @@ export interface PgInstall {
   guardLibrary?: string;
 }
 
-/** The platform's own superuser. It may only connect over the private unix socket. */
-export const SYSTEM_ROLE = 'lampion_system';
+export { SYSTEM_ROLE } from '../domain/roles';
+import { SYSTEM_ROLE } from '../domain/roles';
 
 /**
  * Users may come over the private socket too: a proxy on the compute's host relays to it, which

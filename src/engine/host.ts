@@ -1,9 +1,11 @@
+import { lastLines } from './logTail';
+import { createExtensionSql, dropExtensionSql } from '../domain/pgsql/extensions';
 import path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { HostLayout } from './layout';
 import { ensureOwnedDir } from './fs';
 import { detectDriver, StorageDriver } from './storage';
-import { RuntimeSettings, waitPromoted, writeRuntimeConf, writeHba, startCluster, stopCluster, reloadCluster, isRunning } from './cluster';
+import { RuntimeSettings, waitPromoted, writeRuntimeConf, writeHba, startCluster, stopCluster, reloadCluster, isRunning, withSystemClient } from './cluster';
 import { KeyedLock } from './keyedLock';
 import { CgroupLimiter } from './cgroups';
 import { clearStaleSocketLock, postmasterPid, processTree } from './postmaster';
@@ -386,5 +388,20 @@ export class HostEngine {
 
   hasClientSessions(spec: EndpointSpec): Promise<boolean> {
     return hasClientSessions(this.layout.socketDir(spec.endpointId), spec.port);
+  }
+
+  /** The last lines of the compute's log, which stays beside its socket when it is suspended. */
+  endpointLogLines(endpointId: string, lines: number): Promise<string[]> {
+    return lastLines(this.layout.endpointLogFile(endpointId), lines);
+  }
+
+  /**
+   * Creates or drops an extension cloud_admin may not create itself (not trusted), as the
+   * platform's superuser, in one database. Which extensions is the caller's decision
+   * (domain/pgsql/extensions PLATFORM_EXTENSIONS); the name is quoted, never pasted.
+   */
+  async platformExtension(spec: EndpointSpec, database: string, name: string, action: 'create' | 'drop'): Promise<void> {
+    const sql = action === 'create' ? createExtensionSql(name) : dropExtensionSql(name);
+    await withSystemClient(this.layout.socketDir(spec.endpointId), spec.port, (c) => c.query(sql.text), database);
   }
 }

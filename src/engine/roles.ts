@@ -16,6 +16,9 @@ export async function bootstrapRoles(socketDir: string, port: number, password: 
     await c.query(`GRANT pg_monitor, pg_signal_backend TO ${c.escapeIdentifier(USER_ROLE)}`);
     await c.query(`ALTER DATABASE postgres OWNER TO ${c.escapeIdentifier(USER_ROLE)}`);
     await c.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+    // The console's reset-stats runs as cloud_admin: the reset is superuser-only by default.
+    const resets = await c.query<{ f: string }>("SELECT p.oid::regprocedure::text AS f FROM pg_proc p WHERE p.proname = 'pg_stat_statements_reset'");
+    for (const r of resets.rows) await c.query(`GRANT EXECUTE ON FUNCTION ${r.f} TO ${c.escapeIdentifier(USER_ROLE)}`);
   });
 }
 

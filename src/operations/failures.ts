@@ -18,6 +18,8 @@ export const FAILURE_TYPES = {
   ImportSourceInvalid: { retryable: false, httpStatus: 422 },
   /** pg_dump of the source or its load into the new branch failed (the source's SQL, a dropped connection). */
   ImportFailed: { retryable: false, httpStatus: 422 },
+  /** The database refused a platform step on the user's behalf (details.sqlstate says why). */
+  ExtensionRefused: { retryable: false, httpStatus: 409 },
   NoPort: { retryable: false, httpStatus: 500 },
   NoFreePort: { retryable: false, httpStatus: 503 },
   InjectedFault: { retryable: false, httpStatus: 500 },

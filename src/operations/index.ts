@@ -6,3 +6,4 @@ export * from './endpoints';
 export * from './backups';
 export * from './replicas';
 export * from './imports';
+export * from './console';

@@ -6,3 +6,4 @@ export { autoSuspendSweep, expireBranches, autoscaleSweep, backupSweep } from '.
 export { createBackup, takeBaseBackup, restoreBranch, restoreBranchInPlace } from './backups';
 export { createReplica, deleteReplica, resumeReplica } from './replicas';
 export { importDatabase, validateImportSource } from './imports';
+export { readEndpointLog, manageExtension } from './console';
