@@ -7,6 +7,8 @@ export type TablePrivilege = (typeof TABLE_PRIVILEGES)[number];
 
 /** Schemas that are Postgres's own. */
 const SYSTEM_SCHEMAS = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'`;
+/** Relations an extension made (pg_stat_statements' views in public): the extension's, not the user's. */
+const NOT_EXTENSION_MEMBER = `NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = 'pg_class'::regclass AND dep.objid = c.oid AND dep.deptype = 'e')`;
 
 /** Grants on tables, views and sequences of user schemas, to roles other than the owner. */
 export function listGrantsSql(): Statement {
@@ -15,7 +17,7 @@ export function listGrantsSql(): Statement {
                   CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END AS role,
                   array_agg(a.privilege_type ORDER BY a.privilege_type) AS privileges
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
-           WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND ${SYSTEM_SCHEMAS} AND a.grantee <> c.relowner
+           WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND ${SYSTEM_SCHEMAS} AND ${NOT_EXTENSION_MEMBER} AND a.grantee <> c.relowner
            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
   };
 }
@@ -24,7 +26,7 @@ export function listGrantsSql(): Statement {
 export function listGrantableTablesSql(): Statement {
   return {
     text: `SELECT n.nspname AS schema, c.relname AS table FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND ${SYSTEM_SCHEMAS} ORDER BY 1, 2`,
+           WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND ${SYSTEM_SCHEMAS} AND ${NOT_EXTENSION_MEMBER} ORDER BY 1, 2`,
   };
 }
 

@@ -35,6 +35,14 @@ export function createRoleSql(name: string, o: { canLogin: boolean; password?: s
   return { text: `CREATE ROLE ${quoteIdent(name)} WITH ${o.canLogin ? 'LOGIN' : 'NOLOGIN'} NOSUPERUSER NOREPLICATION NOBYPASSRLS${pw}` };
 }
 
+/**
+ * Makes the user's role a member of a role it created, so that it can hand it objects (ALTER …
+ * OWNER TO) and SET ROLE to it, without inheriting its privileges (16 and later can say so).
+ */
+export function grantRoleToAdminSql(name: string, admin: string, major: number): Statement {
+  return { text: `GRANT ${quoteIdent(name)} TO ${quoteIdent(admin)}${major >= 16 ? ' WITH INHERIT FALSE, SET TRUE' : ''}` };
+}
+
 export function alterRolePasswordSql(name: string, password: string): Statement {
   return { text: `ALTER ROLE ${quoteIdent(name)} WITH PASSWORD ${quoteLiteral(scramVerifier(password))}` };
 }

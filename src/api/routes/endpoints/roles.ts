@@ -5,8 +5,8 @@ import { defineRoute, errorEnvelope } from '../../route';
 import type { ApiDeps } from '../../deps';
 import { ApiError, notFound } from '../../errors';
 import { endpointParams, identifier } from '../../params';
-import { consoleEndpoint, consoleOptions, queryRows, withSession } from '../../executor';
-import { alterRolePasswordSql, createRoleSql, dropRoleSql, isManagedRole, listRolesSql, roleExistsSql } from '../../../domain/pgsql/roles';
+import { consoleEndpoint, consoleOptions, inTransaction, queryRows, withSession } from '../../executor';
+import { alterRolePasswordSql, createRoleSql, grantRoleToAdminSql, dropRoleSql, isManagedRole, listRolesSql, roleExistsSql } from '../../../domain/pgsql/roles';
 import { SYSTEM_ROLE, USER_ROLE } from '../../../domain/roles';
 import { randomToken } from '../../../domain/ids';
 
@@ -37,7 +37,7 @@ export function registerRoleRoutes(router: Router, registry: OpenAPIRegistry, de
   defineRoute(router, registry, deps, {
     method: 'post',
     path: base,
-    summary: 'Create a role (never a superuser). The password is sent to Postgres as a SCRAM verifier, never as text',
+    summary: 'Create a role (never a superuser; cloud_admin becomes a member, without inheriting, so it can hand the role objects). The password is sent to Postgres as a SCRAM verifier, never as text',
     tags: ['Roles'],
     action: 'role.write',
     params: endpointParams,
@@ -48,7 +48,12 @@ export function registerRoleRoutes(router: Router, registry: OpenAPIRegistry, de
     },
     handler: async (ctx, { params, body, auth }) => {
       const ep = await consoleEndpoint(deps, auth, params.project_id, params.endpoint_id);
-      await withSession(deps, auth, ep, consoleOptions(deps), (s) => queryRows(s, createRoleSql(body.name, { canLogin: body.can_login, password: body.password })));
+      await withSession(deps, auth, ep, consoleOptions(deps), (s) =>
+        inTransaction(s, async () => {
+          await queryRows(s, createRoleSql(body.name, { canLogin: body.can_login, password: body.password }));
+          await queryRows(s, grantRoleToAdminSql(body.name, USER_ROLE, ep.pg_version));
+        }),
+      );
       ctx.status = 201;
       ctx.body = { name: body.name, can_login: body.can_login };
     },
