@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { HostTimeouts } from './domain/timeouts';
 import { parseBinDirs, PgBinDir } from './domain/pgVersions';
+import { PLAN_NAMES, PlanName } from './domain/plans';
 
 // 0 = an ephemeral port (tests); the start command always passes real ones.
 const port = z.coerce.number().int().min(0).max(65535);
@@ -76,6 +77,7 @@ export const envSchema = z.object({
   LAMPION_TLS_CERT_FILE: optionalString,
   LAMPION_TLS_KEY_FILE: optionalString,
   LAMPION_API_WAIT_MS: z.coerce.number().int().min(0).max(600000).default(60000),
+  LAMPION_DEFAULT_ORG_PLAN: z.enum(PLAN_NAMES).default('pro'),
   LAMPION_API_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(1000),
   LAMPION_SQL_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   LAMPION_SQL_MAX_TIMEOUT_MS: z.coerce.number().int().min(100).max(86_400_000).default(300_000),
@@ -137,6 +139,8 @@ export interface Config {
   tlsCertFile?: string;
   tlsKeyFile?: string;
   apiWaitMs: number;
+  /** The plan of the deployment's own organization (org-default), set at every start. */
+  defaultOrgPlan: PlanName;
   /** How long the API may use a looked-up API key or running endpoint again without the catalog (0: never). */
   apiCacheMs: number;
   /** The SQL executor: default and largest statement timeout, largest row cap, pool size per endpoint and database. */
@@ -196,6 +200,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tlsKeyFile: e.LAMPION_TLS_KEY_FILE,
     apiWaitMs: e.LAMPION_API_WAIT_MS,
     apiCacheMs: e.LAMPION_API_CACHE_MS,
+    defaultOrgPlan: e.LAMPION_DEFAULT_ORG_PLAN,
     sql: {
       timeoutMs: Math.min(e.LAMPION_SQL_TIMEOUT_MS, e.LAMPION_SQL_MAX_TIMEOUT_MS),
       maxTimeoutMs: e.LAMPION_SQL_MAX_TIMEOUT_MS,

@@ -1,3 +1,4 @@
+import { planNamed, projectLimitReached } from '../domain/plans';
 import { sql } from 'kysely';
 import type { Transaction } from 'kysely';
 import type { Db, Database, BranchStatus, ComputeEvent } from '../db';
@@ -154,6 +155,15 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       // The password is born here and sealed at once, so it never enters workflow history.
       const sealed = encryptSecret(generatePassword(), secretKey);
       await db.transaction().execute(async (tx) => {
+        // One create per organization at a time past this point, so two cannot both take the last slot.
+        await sql`SELECT pg_advisory_xact_lock(hashtext(${i.orgId}))`.execute(tx);
+        const already = await tx.selectFrom('projects').select('id').where('id', '=', i.projectId).executeTakeFirst();
+        if (!already) {
+          const org = await tx.selectFrom('organizations').select('plan').where('id', '=', i.orgId).executeTakeFirst();
+          const n = await tx.selectFrom('projects').select(sql<number>`count(*)::int`.as('n')).where('org_id', '=', i.orgId).where('status', '<>', 'deleting').executeTakeFirstOrThrow();
+          const refused = projectLimitReached(planNamed(org?.plan ?? 'free'), n.n);
+          if (refused) throw failure('PlanLimit', refused, { limit: 'max_projects', plan: org?.plan ?? 'free' });
+        }
         await tx
           .insertInto('projects')
           .values({ id: i.projectId, org_id: i.orgId, name: i.name, region: i.region, pg_version: i.pgVersion, status: 'provisioning' })

@@ -21,6 +21,7 @@ import { registerExtensionRoutes } from './routes/endpoints/extensions';
 import { registerLogRoutes } from './routes/endpoints/logs';
 import { registerAnalyseRoutes } from './routes/endpoints/analyse';
 import { registerSchemaRoutes } from './routes/schema';
+import { registerPlanRoutes } from './routes/plans';
 import { registerMetricsRoutes } from './routes/metrics';
 import { registerBackupRoutes } from './routes/backups';
 import { registerReplicaRoutes } from './routes/branches/replicas';
@@ -50,6 +51,7 @@ export function createApp(deps: ApiDeps): Koa {
   registerLogRoutes(router, registry, deps);
   registerAnalyseRoutes(router, registry, deps);
   registerSchemaRoutes(router, registry, deps);
+  registerPlanRoutes(router, registry, deps);
   registerMetricsRoutes(router, registry, deps);
   registerBackupRoutes(router, registry, deps);
   registerReplicaRoutes(router, registry, deps);

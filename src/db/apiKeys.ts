@@ -40,8 +40,9 @@ export async function issueApiKey(
  * First start: the default organization and one owner key (returned to be printed once).
  * With LAMPION_BOOTSTRAP_API_KEY, that exact key exists as an owner key, every start.
  */
-export async function bootstrapAccess(db: Db, o: { bootstrapKey?: string; ttlDays: number }): Promise<{ firstOwnerKey?: string }> {
+export async function bootstrapAccess(db: Db, o: { bootstrapKey?: string; ttlDays: number; plan: string }): Promise<{ firstOwnerKey?: string }> {
   await ensureOrganization(db, DEFAULT_ORG_ID, 'default');
+  await db.updateTable('organizations').set({ plan: o.plan }).where('id', '=', DEFAULT_ORG_ID).execute();
   if (o.bootstrapKey) {
     const hash = hashApiKey(o.bootstrapKey);
     const found = await db.selectFrom('api_keys').select(['id', 'org_id', 'role']).where('key_hash', '=', hash).executeTakeFirst();

@@ -199,6 +199,13 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('endpoints_branch_role_idx').on('endpoints').columns(['branch_id', 'role']).execute();
     },
   },
+  '0008_plans': {
+    async up(db) {
+      // The organization's plan (domain/plans.ts): its limits and prices. New organizations are
+      // on free; the deployment's own (org-default) takes LAMPION_DEFAULT_ORG_PLAN at every start.
+      await db.schema.alterTable('organizations').addColumn('plan', 'text', (c) => c.notNull().defaultTo('free')).execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

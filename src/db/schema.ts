@@ -14,6 +14,7 @@ export type OperationStatus = 'running' | 'succeeded' | 'failed';
 export interface OrganizationsTable {
   id: string;
   name: string;
+  plan: ColumnType<string, string | undefined, string>;
   created_at: Timestamp;
 }
 

@@ -20,6 +20,8 @@ export const FAILURE_TYPES = {
   ImportFailed: { retryable: false, httpStatus: 422 },
   /** The database refused a platform step on the user's behalf (details.sqlstate says why). */
   ExtensionRefused: { retryable: false, httpStatus: 409 },
+  /** The organization's plan allows no more of the resource. */
+  PlanLimit: { retryable: false, httpStatus: 403 },
   NoPort: { retryable: false, httpStatus: 500 },
   NoFreePort: { retryable: false, httpStatus: 503 },
   InjectedFault: { retryable: false, httpStatus: 500 },

@@ -286,7 +286,7 @@ export class Stack {
       });
     }
     // Last, so a start that fails earlier cannot issue a first owner key nobody ever sees.
-    this.firstOwnerKey = (await bootstrapAccess(this.db, { bootstrapKey: c.bootstrapApiKey, ttlDays: c.apiKeyTtlDays })).firstOwnerKey;
+    this.firstOwnerKey = (await bootstrapAccess(this.db, { bootstrapKey: c.bootstrapApiKey, ttlDays: c.apiKeyTtlDays, plan: c.defaultOrgPlan })).firstOwnerKey;
   }
 
   get schedules() {

@@ -3,14 +3,16 @@ import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
 import { defineRoute } from '../route';
 import type { ApiDeps } from '../deps';
-import { conflict } from '../errors';
+import { ApiError, conflict } from '../errors';
 import { answerAccepted, runOperation } from '../operationRunner';
 import { answerPage, pagination } from '../pagination';
 import { projectIdParam } from '../params';
 import { publicAccess, requireProject } from '../lookup';
+import { orgPlan } from '../../db/queries/organizations';
+import { projectLimitReached } from '../../domain/plans';
 import { createdProjectSchema, projectAcceptedSchema, projectSchema, projectView } from '../views/projects';
 import { connectionFields } from '../views/endpoints';
-import { countProjects, listProjects, renameProject } from '../../db/queries/projects';
+import { countLiveProjects, countProjects, listProjects, renameProject } from '../../db/queries/projects';
 import { endpointById } from '../../db/queries/endpoints';
 import { newId } from '../../domain/ids';
 import { USER_ROLE } from '../../domain/roles';
@@ -60,6 +62,9 @@ export function registerProjectRoutes(router: Router, registry: OpenAPIRegistry,
       202: { description: 'Still provisioning; poll the operation', schema: projectAcceptedSchema },
     },
     handler: async (ctx, { body, auth }) => {
+      // Checked here for a quick answer, and again where the row is made (concurrent creates).
+      const refused = projectLimitReached(await orgPlan(deps.db, auth.orgId), await countLiveProjects(deps.db, auth.orgId));
+      if (refused) throw new ApiError(403, 'plan_limit_exceeded', refused, { limit: 'max_projects' });
       const projectId = newId('project');
       const endpointId = newId('endpoint');
       const outcome = await runOperation(deps, auth, projectCreate, {

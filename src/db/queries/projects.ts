@@ -40,3 +40,9 @@ export async function countProjects(db: Db, orgId: string): Promise<number> {
 export async function renameProject(db: Db, orgId: string, projectId: string, name: string): Promise<void> {
   await db.updateTable('projects').set({ name, updated_at: sql`now()` }).where('id', '=', projectId).where('org_id', '=', orgId).execute();
 }
+
+/** Projects that count against the plan: all but those being deleted. */
+export async function countLiveProjects(db: Db, orgId: string): Promise<number> {
+  const r = await db.selectFrom('projects').select(sql<number>`count(*)::int`.as('n')).where('org_id', '=', orgId).where('status', '<>', 'deleting').executeTakeFirstOrThrow();
+  return r.n;
+}
