@@ -1,3 +1,4 @@
+import type { EndpointMetrics } from '../engine/host';
 import { planNamed, projectLimitReached } from '../domain/plans';
 import { sql } from 'kysely';
 import type { Transaction } from 'kysely';
@@ -84,7 +85,7 @@ export interface CatalogDeps {
 /** Control-plane catalog work. Every activity is idempotent: Temporal may run it twice. */
 export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogDeps) {
   async function recordEvent(endpointId: string, event: ComputeEvent, detail?: unknown, exec: Db = db): Promise<void> {
-    const ep = await exec.selectFrom('endpoints').select('project_id').where('id', '=', endpointId).executeTakeFirst();
+    const ep = await exec.selectFrom('endpoints').select(['project_id', 'compute_cu']).where('id', '=', endpointId).executeTakeFirst();
     if (!ep) return;
     let duration: number | null = null;
     if (event === 'suspend') {
@@ -98,7 +99,7 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
     }
     await exec
       .insertInto('compute_events')
-      .values({ project_id: ep.project_id, endpoint_id: endpointId, event, duration_s: duration, detail: detail === undefined ? null : JSON.stringify(detail) })
+      .values({ project_id: ep.project_id, endpoint_id: endpointId, event, duration_s: duration, compute_cu: ep.compute_cu, detail: detail === undefined ? null : JSON.stringify(detail) })
       .execute();
   }
 
@@ -685,6 +686,28 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
         hostId: ep.host_id,
         replica: ep.role === 'replica',
       }));
+    },
+
+    /** One metrics row per sampled endpoint; rows older than the history keeps are pruned. */
+    async recordMetricsSnapshots(i: { rows: { projectId: string; endpointId: string; m: EndpointMetrics }[]; keepHours: number }): Promise<void> {
+      if (i.rows.length) {
+        await db
+          .insertInto('metrics_snapshots')
+          .values(
+            i.rows.map((r) => ({
+              project_id: r.projectId,
+              endpoint_id: r.endpointId,
+              connections_total: r.m.connections,
+              cache_hit_ratio: r.m.cacheHitRatio,
+              storage_logical_bytes: r.m.logicalBytes,
+              data_dir_bytes: r.m.dataDirBytes,
+              cpu_seconds: r.m.cpuSeconds,
+              memory_bytes: r.m.memoryBytes,
+            })),
+          )
+          .execute();
+      }
+      await db.deleteFrom('metrics_snapshots').where('snapshot_at', '<', sql<Date>`now() - make_interval(hours => ${i.keepHours})`).execute();
     },
 
     async recordArchiverStatus(i: { endpointId: string; stats: ArchiverStats }): Promise<void> {

@@ -1,3 +1,4 @@
+import type { EndpointMetrics } from '../engine/host';
 import { Context, CancelledFailure } from '@temporalio/activity';
 import type { Logger } from 'pino';
 import type { EndpointSpec, HostEngine } from '../engine/host';
@@ -189,6 +190,11 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
         if (err instanceof SeedError) throw failure('SeedFailed', err.message, { seed_id: err.seed.id, seed_name: err.seed.name, error: err.pgError, result: err.results[0] });
         throw err;
       }
+    },
+
+    /** What the compute uses now, measured on its host (see HostEngine.endpointMetrics). */
+    async sampleEndpointMetrics(spec: EndpointSpec): Promise<EndpointMetrics> {
+      return engine.endpointMetrics(spec);
     },
 
     /** The compute log's last lines (the file outlives a suspend). */

@@ -22,6 +22,7 @@ import { registerLogRoutes } from './routes/endpoints/logs';
 import { registerAnalyseRoutes } from './routes/endpoints/analyse';
 import { registerSchemaRoutes } from './routes/schema';
 import { registerPlanRoutes } from './routes/plans';
+import { registerUsageRoutes } from './routes/usage';
 import { registerMetricsRoutes } from './routes/metrics';
 import { registerBackupRoutes } from './routes/backups';
 import { registerReplicaRoutes } from './routes/branches/replicas';
@@ -52,6 +53,7 @@ export function createApp(deps: ApiDeps): Koa {
   registerAnalyseRoutes(router, registry, deps);
   registerSchemaRoutes(router, registry, deps);
   registerPlanRoutes(router, registry, deps);
+  registerUsageRoutes(router, registry, deps);
   registerMetricsRoutes(router, registry, deps);
   registerBackupRoutes(router, registry, deps);
   registerReplicaRoutes(router, registry, deps);

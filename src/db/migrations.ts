@@ -206,6 +206,36 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('organizations').addColumn('plan', 'text', (c) => c.notNull().defaultTo('free')).execute();
     },
   },
+  '0009_metrics_usage': {
+    async up(db) {
+      // A row per running endpoint per metrics Schedule tick, pruned after 24 h.
+      await db.schema
+        .createTable('metrics_snapshots')
+        .addColumn('id', 'bigserial', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('endpoint_id', 'text', (c) => c.notNull())
+        .addColumn('snapshot_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('connections_total', 'integer')
+        .addColumn('cache_hit_ratio', 'float8')
+        .addColumn('storage_logical_bytes', 'bigint')
+        .addColumn('data_dir_bytes', 'bigint')
+        .addColumn('cpu_seconds', 'float8')
+        .addColumn('memory_bytes', 'bigint')
+        .execute();
+      await db.schema.createIndex('metrics_snapshots_project_at_idx').on('metrics_snapshots').columns(['project_id', 'snapshot_at']).execute();
+      // Bytes the proxy relayed per endpoint and month (both directions), for usage.
+      await db.schema
+        .createTable('usage_transfer')
+        .addColumn('endpoint_id', 'text', (c) => c.notNull())
+        .addColumn('project_id', 'text', (c) => c.notNull().references('projects.id').onDelete('cascade'))
+        .addColumn('period', 'text', (c) => c.notNull())
+        .addColumn('bytes', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addPrimaryKeyConstraint('usage_transfer_pk', ['endpoint_id', 'period'])
+        .execute();
+      // The compute's size at each event, so compute hours can be weighted by CU.
+      await db.schema.alterTable('compute_events').addColumn('compute_cu', 'float8').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

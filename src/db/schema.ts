@@ -169,6 +169,8 @@ export interface ComputeEventsTable {
   /** For suspend: how long the compute had been running. */
   duration_s: number | null;
   detail: ColumnType<unknown, string | null | undefined, string | null>;
+  /** The compute's size when the event happened (null for events before 0009). */
+  compute_cu: number | null;
 }
 
 export interface OperationsTable {
@@ -200,6 +202,29 @@ export interface Database {
   operations: OperationsTable;
   seeds: SeedsTable;
   compute_events: ComputeEventsTable;
+  metrics_snapshots: MetricsSnapshotsTable;
+  usage_transfer: UsageTransferTable;
+}
+
+export interface MetricsSnapshotsTable {
+  id: Generated<string>;
+  project_id: string;
+  endpoint_id: string;
+  snapshot_at: Generated<Date>;
+  connections_total: number | null;
+  cache_hit_ratio: number | null;
+  storage_logical_bytes: ColumnType<string | null, number | null, number | null>;
+  data_dir_bytes: ColumnType<string | null, number | null, number | null>;
+  cpu_seconds: number | null;
+  memory_bytes: ColumnType<string | null, number | null, number | null>;
+}
+
+export interface UsageTransferTable {
+  endpoint_id: string;
+  project_id: string;
+  /** YYYY-MM (UTC). */
+  period: string;
+  bytes: ColumnType<string, number | undefined, number>;
 }
 
 export type ApiKeyRow = Selectable<ApiKeysTable>;

@@ -203,15 +203,16 @@ export class BranchData {
   /** Bytes written so far into a branch's data dir: the progress a long fork heartbeats. */
   async bytes(branchId: string): Promise<number> {
     let total = 0;
+    // lstat, not the directory entries' types: some filesystems report DT_UNKNOWN for them.
     const walk = async (dir: string): Promise<void> => {
-      const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
-      await Promise.all(
-        entries.map(async (e) => {
-          const p = path.join(dir, e.name);
-          if (e.isDirectory()) return walk(p);
-          total += (await fsp.lstat(p).catch(() => undefined))?.size ?? 0;
-        }),
-      );
+      const names = await fsp.readdir(dir).catch(() => [] as string[]);
+      for (const name of names) {
+        const p = path.join(dir, name);
+        const st = await fsp.lstat(p).catch(() => undefined);
+        if (!st) continue;
+        if (st.isDirectory()) await walk(p);
+        else total += st.size;
+      }
     };
     await walk(this.layout.branchDataDir(branchId));
     return total;

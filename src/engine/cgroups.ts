@@ -282,6 +282,19 @@ export class CgroupLimiter {
     }
   }
 
+  /** Memory the group uses now (page cache included, as the limit counts it); undefined when not measurable. */
+  async memoryUsageBytes(endpointId: string): Promise<number | undefined> {
+    const dirs = this.groupDirs(endpointId);
+    if (!dirs) return undefined;
+    try {
+      const file = this.version === 'v2' ? 'memory.current' : 'memory.usage_in_bytes';
+      return Number((await readText(path.join(dirs.memory, file))).trim());
+    } catch (err) {
+      if (errCode(err) === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
   /**
    * Removes the endpoint's groups. Remaining processes go back to the hierarchy root rather than
    * to `lampion`: on v2 a group with controllers enabled for children may not hold processes.

@@ -5,7 +5,7 @@ import { promises as fsp } from 'node:fs';
 import { HostLayout } from './layout';
 import { ensureOwnedDir } from './fs';
 import { detectDriver, StorageDriver } from './storage';
-import { RuntimeSettings, waitPromoted, writeRuntimeConf, writeHba, startCluster, stopCluster, reloadCluster, isRunning, withSystemClient } from './cluster';
+import { RuntimeSettings, waitPromoted, writeRuntimeConf, writeHba, startCluster, stopCluster, reloadCluster, isRunning, withSystemClient, SYSTEM_ROLE } from './cluster';
 import { KeyedLock } from './keyedLock';
 import { CgroupLimiter } from './cgroups';
 import { clearStaleSocketLock, postmasterPid, processTree } from './postmaster';
@@ -23,6 +23,21 @@ import { archiveDir, clearArchivedEnd, ensureArchiveDir, ensureHistory, restoreC
 import { DatabaseImports, ImportResult, ImportTarget } from './imports';
 import type { SourceInspection } from './sourceInspect';
 import type { SourceDsn } from '../domain/sourceDsn';
+
+export interface EndpointMetrics {
+  running: boolean;
+  /** User sessions (the platform's own not counted); null when the compute is not running. */
+  connections: number | null;
+  /** Shared-buffer hits in % of block reads since the compute's statistics began. */
+  cacheHitRatio: number | null;
+  /** Sum of the databases' sizes (pg_database_size). */
+  logicalBytes: number | null;
+  /** Of the compute's cgroup; null when limits are not enforced on this host. */
+  cpuSeconds: number | null;
+  memoryBytes: number | null;
+  /** The data dir on disk (shared extents of a snapshot counted in full). */
+  dataDirBytes: number | null;
+}
 
 export interface EndpointSpec {
   endpointId: string;
@@ -388,6 +403,39 @@ export class HostEngine {
 
   hasClientSessions(spec: EndpointSpec): Promise<boolean> {
     return hasClientSessions(this.layout.socketDir(spec.endpointId), spec.port);
+  }
+
+  /**
+   * What a compute uses now, measured: its sessions, cache hits and databases' sizes (when it
+   * runs), its cgroup's CPU time and memory (when limits are enforced), its data dir on disk.
+   */
+  async endpointMetrics(spec: EndpointSpec): Promise<EndpointMetrics> {
+    const running = await this.endpointRunning(spec);
+    const out: EndpointMetrics = {
+      running,
+      connections: null,
+      cacheHitRatio: null,
+      logicalBytes: null,
+      cpuSeconds: (await this.limiter.cpuUsageSeconds(spec.endpointId)) ?? null,
+      memoryBytes: (await this.limiter.memoryUsageBytes(spec.endpointId)) ?? null,
+      dataDirBytes: await this.branches.bytes(spec.branchId).catch(() => null),
+    };
+    if (!running) return out;
+    await withSystemClient(this.layout.socketDir(spec.endpointId), spec.port, async (c) => {
+      const r = await c.query<{ connections: number; hit: string; read: string; bytes: string }>(
+        `SELECT (SELECT count(*)::int FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename IS DISTINCT FROM $1 AND pid <> pg_backend_pid()) AS connections,
+                (SELECT coalesce(sum(blks_hit), 0) FROM pg_stat_database) AS hit, (SELECT coalesce(sum(blks_read), 0) FROM pg_stat_database) AS read,
+                (SELECT coalesce(sum(pg_database_size(oid)), 0) FROM pg_database WHERE NOT datistemplate) AS bytes`,
+        [SYSTEM_ROLE],
+      );
+      const row = r.rows[0];
+      const hit = Number(row.hit);
+      const total = hit + Number(row.read);
+      out.connections = row.connections;
+      out.cacheHitRatio = total > 0 ? Math.round((10000 * hit) / total) / 100 : null;
+      out.logicalBytes = Number(row.bytes);
+    });
+    return out;
   }
 
   /** The last lines of the compute's log, which stays beside its socket when it is suspended. */

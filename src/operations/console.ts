@@ -1,4 +1,4 @@
-import { manageExtension, readEndpointLog } from '../workflows/console';
+import { manageExtension, readEndpointLog, readEndpointMetrics } from '../workflows/console';
 import { defineOperation, workflowIds } from './define';
 
 /** A read of a compute's log on its host: no operations row (see runRead). */
@@ -17,4 +17,12 @@ export const extensionManage = defineOperation({
   projectId: (i) => i.projectId,
   branchId: (i) => i.branchId,
   detail: (i) => ({ endpoint_id: i.spec.endpointId, database: i.database, extension: i.name, action: i.action }),
+});
+
+/** A read of a compute's live metrics on its host: no operations row (see runRead). */
+export const endpointMetricsRead = defineOperation({
+  kind: 'endpoint.metrics',
+  workflow: readEndpointMetrics,
+  workflowId: (i) => workflowIds.endpointMetricsRead(i.spec.endpointId, i.readId),
+  projectId: (i) => i.projectId,
 });

@@ -48,6 +48,8 @@ export const workflowIds = {
   branchBackup: (branchId: string) => `branch-backup/${branchId}`,
   /** A check of an import's source: a read, one id per request. */
   importValidate: (projectId: string, checkId: string) => `import-validate/${projectId}/${checkId}`,
+  /** A read of a compute's live metrics: one id per request. */
+  endpointMetricsRead: (endpointId: string, readId: string) => `endpoint-metrics/${endpointId}/${readId}`,
   /** A read of a compute's log: one id per request. */
   endpointLogRead: (endpointId: string, readId: string) => `endpoint-logs/${endpointId}/${readId}`,
   /** An extension created or dropped by the platform in one database of an endpoint. */

@@ -52,6 +52,13 @@ export interface ProxyOptions {
   reservedRoles?: readonly string[];
   /** A relayed session ended (for last-activity tracking). */
   onSessionEnd?(endpointId: string): void;
+  /**
+   * Bytes relayed for an endpoint since its last report, both directions (usage metering):
+   * every `transferReportMs` for open sessions, and once when a session ends.
+   */
+  onTransfer?(endpointId: string, bytes: number): void;
+  /** Default 10 s. */
+  transferReportMs?: number;
   logger: Logger;
   /** From accept until bytes flow to the compute (TLS, startup packet, resolve, connect). Default 30 s. */
   startupTimeoutMs?: number;
@@ -95,6 +102,7 @@ export class ProxyServer {
   private readonly cancelSockets = new Set<net.Socket>();
   private readonly cancelTargets = new Map<string, CancelTarget>();
   private nextId = 1;
+  private transferTimer?: NodeJS.Timeout;
   readonly log: Logger;
 
   constructor(readonly options: ProxyOptions) {
@@ -137,12 +145,27 @@ export class ProxyServer {
       throw err;
     }
     this.log.info({ port: this.port, host: this.options.host ?? '127.0.0.1' }, 'proxy listening');
+    if (this.options.onTransfer) {
+      this.transferTimer = setInterval(() => this.reportTransfer(), this.options.transferReportMs ?? 10_000);
+      this.transferTimer.unref();
+    }
+  }
+
+  /** Sessions' relayed bytes since their last report, summed per endpoint. */
+  private reportTransfer(): void {
+    const byEndpoint = new Map<string, number>();
+    for (const c of this.connections) {
+      const t = c.takeTransfer();
+      if (t) byEndpoint.set(t.endpointId, (byEndpoint.get(t.endpointId) ?? 0) + t.bytes);
+    }
+    for (const [endpointId, bytes] of byEndpoint) this.options.onTransfer?.(endpointId, bytes);
   }
 
   async stop(): Promise<void> {
     const server = this.server;
     if (!server) return;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    clearInterval(this.transferTimer);
     const conns = [...this.connections];
     for (const c of conns) c.destroy();
     for (const s of this.cancelSockets) s.destroy();
@@ -224,6 +247,8 @@ class ClientConnection {
   private framer?: MessageFramer;
   private cancelRoute?: ProxyRoute;
   private relayedEndpoint?: string;
+  /** Bytes relayed (both ways) since the last transfer report. */
+  private unreportedBytes = 0;
   private readonly log: Logger;
   private readonly onStartupData = (chunk: Buffer) => this.handleStartupData(chunk);
   private markClosed!: () => void;
@@ -261,9 +286,21 @@ class ClientConnection {
     this.destroy();
   }
 
+  /** Bytes relayed since the last call, with the endpoint (undefined when none). */
+  takeTransfer(): { endpointId: string; bytes: number } | undefined {
+    if (!this.relayedEndpoint || this.unreportedBytes === 0) return undefined;
+    const bytes = this.unreportedBytes;
+    this.unreportedBytes = 0;
+    return { endpointId: this.relayedEndpoint, bytes };
+  }
+
   private finish(): void {
     if (this.phase === 'closed') return;
-    if (this.relayedEndpoint) this.proxy.options.onSessionEnd?.(this.relayedEndpoint);
+    if (this.relayedEndpoint) {
+      const t = this.takeTransfer();
+      if (t) this.proxy.options.onTransfer?.(t.endpointId, t.bytes);
+      this.proxy.options.onSessionEnd?.(this.relayedEndpoint);
+    }
     this.phase = 'closed';
     clearTimeout(this.startupTimer);
     clearTimeout(this.lingerTimer);
@@ -458,6 +495,7 @@ class ClientConnection {
     // cannot take more is paused until the peer drains.
     let clientPaused = false;
     client.on('data', (chunk: Buffer) => {
+      this.unreportedBytes += chunk.length;
       if (compute.write(chunk) || clientPaused) return;
       clientPaused = true;
       client.pause();
@@ -486,6 +524,7 @@ class ClientConnection {
     const compute = this.compute;
     if (this.phase !== 'relay' || !compute) return true; // nothing is expected before relay(); after, we are closing
     const chunk = Buffer.from(COMPUTE_READ_BUFFER.subarray(0, n));
+    this.unreportedBytes += n;
     if (this.framer) this.watchStartup(chunk);
     if (this.client.write(chunk)) return true;
     compute.pause();

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import { setMaxListeners } from 'node:events';
 import { ComputePools } from '../api/executor';
 import { TtlCache } from '../api/ttlCache';
+import { TransferMeter } from './transferMeter';
 import pino, { Logger } from 'pino';
 import { sql } from 'kysely';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
@@ -104,6 +105,7 @@ export class Stack {
   private supervisor?: { stop(): void };
   private operationReconciler?: { stop(): void };
   proxy?: ProxyServer;
+  private transferMeter?: TransferMeter;
   private server?: http.Server;
   private cowVolume?: CowVolume;
   private stopped = false;
@@ -235,7 +237,11 @@ export class Stack {
 
     if (this.roles.proxy) {
       const tls = await loadOrCreateTls(path.join(c.dataDir, 'tls'), c.tlsCertFile, c.tlsKeyFile);
+      this.transferMeter = new TransferMeter(this.db, this.logger.child({ component: 'usage' }));
+      this.transferMeter.start();
+      const meter = this.transferMeter;
       this.proxy = new ProxyServer({
+        onTransfer: (endpointId, bytes) => meter.add(endpointId, bytes),
         port: c.proxyPort,
         host: listenHost,
         tls,
@@ -394,6 +400,7 @@ export class Stack {
     // Before the computes stop: their pooled sessions end cleanly, not from under the pool.
     await this.computePools.close();
     await this.proxy?.stop().catch(() => undefined);
+    await this.transferMeter?.stop().catch(() => undefined);
     await this.workers?.shutdown().catch(() => undefined);
     if (this.roles.worker && this.db && this.engine) await this.stopHostComputes().catch(() => undefined);
     await this.db?.destroy().catch(() => undefined);

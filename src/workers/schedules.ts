@@ -1,7 +1,7 @@
 import { Client, ScheduleAlreadyRunning, ScheduleOverlapPolicy } from '@temporalio/client';
 import type { Workflow } from '@temporalio/common';
 import type { Logger } from 'pino';
-import { autoSuspendSweep, expireBranches, autoscaleSweep, backupSweep } from '../workflows/schedules';
+import { autoSuspendSweep, expireBranches, autoscaleSweep, backupSweep, metricsSweep } from '../workflows/schedules';
 import { operationSearchAttributes, SWEEP_OPERATION } from '../temporal/searchAttributes';
 import { HOST_TIMEOUTS_MEMO, HostTimeouts } from '../domain/timeouts';
 
@@ -16,7 +16,7 @@ export interface ScheduleSpec {
 /** The periodic work of the control plane, visible and pausable in the Temporal UI. */
 export function lampionSchedules(
   prefix: string,
-  intervals: { autoSuspend: number; ttl: number; autoscale: number; backup: number },
+  intervals: { autoSuspend: number; ttl: number; autoscale: number; backup: number; metrics: number },
   backups: { intervalHours: number; retentionDays: number },
 ): ScheduleSpec[] {
   return [
@@ -24,6 +24,7 @@ export function lampionSchedules(
     { id: `${prefix}-auto-suspend`, workflow: autoSuspendSweep, everySeconds: intervals.autoSuspend },
     { id: `${prefix}-branch-ttl`, workflow: expireBranches, everySeconds: intervals.ttl },
     { id: `${prefix}-autoscale`, workflow: autoscaleSweep, everySeconds: intervals.autoscale },
+    { id: `${prefix}-metrics`, workflow: metricsSweep, everySeconds: intervals.metrics },
   ];
 }
 

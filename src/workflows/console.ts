@@ -35,3 +35,15 @@ export async function manageExtension(input: ManageExtensionInput): Promise<{ na
   await host(input.hostId).manageExtension({ spec: input.spec, database: input.database, name: input.name, action: input.action });
   return { name: input.name, action: input.action };
 }
+
+export interface ReadEndpointMetricsInput {
+  projectId: string;
+  hostId: string;
+  spec: EndpointSpec;
+  readId: string;
+}
+
+/** The live numbers of one compute, measured on its host. */
+export async function readEndpointMetrics(input: ReadEndpointMetricsInput) {
+  return host(input.hostId).sampleEndpointMetrics(input.spec);
+}

@@ -2,8 +2,8 @@
 export { createProject, deleteProject } from './projects';
 export { createBranch, resetBranch, deleteBranch } from './branches';
 export { suspendEndpoint, resumeEndpoint, resizeEndpoint } from './endpoints';
-export { autoSuspendSweep, expireBranches, autoscaleSweep, backupSweep } from './schedules';
+export { autoSuspendSweep, expireBranches, autoscaleSweep, backupSweep, metricsSweep } from './schedules';
 export { createBackup, takeBaseBackup, restoreBranch, restoreBranchInPlace } from './backups';
 export { createReplica, deleteReplica, resumeReplica } from './replicas';
 export { importDatabase, validateImportSource } from './imports';
-export { readEndpointLog, manageExtension } from './console';
+export { readEndpointLog, manageExtension, readEndpointMetrics } from './console';

@@ -95,3 +95,21 @@ export async function autoscaleSweep(): Promise<{ resized: { endpointId: string;
   }
   return { resized };
 }
+
+/** How long metrics history is kept (GET …/metrics/history answers at most this). */
+export const METRICS_KEEP_HOURS = 24;
+
+/**
+ * Run by a Schedule (every LAMPION_METRICS_SWEEP_SECONDS, 30 s): a snapshot of every running
+ * endpoint, measured on its host; then history older than 24 h goes. A host that does not answer
+ * costs its endpoints one row, not the sweep.
+ */
+export async function metricsSweep(): Promise<{ sampled: number }> {
+  const rows: { projectId: string; endpointId: string; m: Awaited<ReturnType<ReturnType<typeof host>['sampleEndpointMetrics']>> }[] = [];
+  for (const ep of await catalog.runningEndpoints()) {
+    const m = await host(ep.hostId).sampleEndpointMetrics(ep.spec).catch(() => null);
+    if (m && ep.spec.projectId) rows.push({ projectId: ep.spec.projectId, endpointId: ep.spec.endpointId, m });
+  }
+  await catalog.recordMetricsSnapshots({ rows, keepHours: METRICS_KEEP_HOURS });
+  return { sampled: rows.length };
+}

@@ -37,3 +37,12 @@ export function slowQueriesSql(order: SlowQueryOrder, limit: number, platformRol
     values: [limit, platformRole],
   };
 }
+
+/** Vacuum and analyze statistics of the database's user tables. */
+export function vacuumStatsSql(): Statement {
+  return {
+    text: `SELECT relname AS table, schemaname AS schema, n_live_tup AS live_tuples, n_dead_tup AS dead_tuples,
+                  last_vacuum, last_autovacuum, last_analyze, last_autoanalyze, vacuum_count, autovacuum_count
+           FROM pg_stat_user_tables ORDER BY n_dead_tup DESC, schemaname, relname`,
+  };
+}
