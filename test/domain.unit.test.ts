@@ -119,3 +119,32 @@ describe('LSN math', () => {
     for (const bad of ['', '0', '0/', '/1', '0/1/2', 'G/1', '0/123456789', "0/1'; DROP"]) expect(isLsn(bad)).toBe(false);
   });
 });
+
+import { computeHours, periodBounds, usagePeriod } from '../src/domain/usage';
+
+describe('usage: CU-weighted compute hours', () => {
+  const h = (iso: string) => new Date(`2026-03-${iso}Z`);
+  const bounds = periodBounds('2026-03');
+  it('counts running intervals, clipped to the period, weighted by the size at each event', () => {
+    const events = [
+      { endpointId: 'a', event: 'start' as const, at: new Date('2026-02-28T23:00:00Z'), computeCu: 1 },
+      { endpointId: 'a', event: 'suspend' as const, at: h('01T01:00:00'), computeCu: 1 },
+      { endpointId: 'a', event: 'resume' as const, at: h('02T00:00:00'), computeCu: 1 },
+      { endpointId: 'a', event: 'resize' as const, at: h('02T01:00:00'), computeCu: 2 },
+      { endpointId: 'a', event: 'stop' as const, at: h('02T02:00:00'), computeCu: 2 },
+      { endpointId: 'b', event: 'start' as const, at: h('31T23:00:00'), computeCu: null },
+    ];
+    const r = computeHours(events, bounds, new Date('2026-04-02T00:00:00Z'), () => 0.25);
+    // a: 1 h (clipped) + 1 h at 1 CU + 1 h at 2 CU; b: 1 h to the period's end at its current 0.25.
+    expect(r.hours).toBeCloseTo(4, 6);
+    expect(r.cuHours).toBeCloseTo(1 + 1 + 2 + 0.25, 6);
+  });
+  it('an open interval counts to now within the current period', () => {
+    const r = computeHours([{ endpointId: 'a', event: 'start', at: h('10T00:00:00'), computeCu: 0.5 }], bounds, h('10T06:00:00'), () => 1);
+    expect(r).toEqual({ cuHours: 3, hours: 6 });
+  });
+  it('periods are UTC months', () => {
+    expect(usagePeriod(new Date('2026-12-31T23:59:59Z'))).toBe('2026-12');
+    expect(periodBounds('2026-12')).toEqual({ start: new Date('2026-12-01T00:00:00Z'), end: new Date('2027-01-01T00:00:00Z') });
+  });
+});

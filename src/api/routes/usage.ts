@@ -33,7 +33,7 @@ async function usageOf(db: Db, projectIds: string[], p: string) {
   const bounds = periodBounds(p);
   const [events, sizes, bytes, storage] = await Promise.all([computeEventsOf(db, projectIds, bounds.end), endpointSizes(db, projectIds), transferBytes(db, projectIds, p), storageBytes(db, projectIds)]);
   const hours = computeHours(events, bounds, new Date(), (id) => sizes.get(id) ?? 0.25);
-  return { period: p, compute_hours: round(hours.cuHours), compute_wall_hours: round(hours.hours), storage_gb: round(storage / 1e9, 6), transfer_total_gb: round(bytes / 1e9, 6) };
+  return { period: p, compute_hours: round(hours.cuHours, 6), compute_wall_hours: round(hours.hours, 6), storage_gb: round(storage / 1e9, 6), transfer_total_gb: round(bytes / 1e9, 6) };
 }
 
 export function registerUsageRoutes(router: Router, registry: OpenAPIRegistry, deps: ApiDeps) {
