@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { HostTimeouts } from './domain/timeouts';
 import { parseBinDirs, PgBinDir } from './domain/pgVersions';
 import { PLAN_NAMES, PlanName } from './domain/plans';
+import type { RegionInfo } from './domain/residency';
 
 // 0 = an ephemeral port (tests); the start command always passes real ones.
 const port = z.coerce.number().int().min(0).max(65535);
@@ -71,6 +72,31 @@ export const envSchema = z.object({
     .string()
     .default('local')
     .transform((s) => s.split(',').map((r) => r.trim()).filter(Boolean)),
+  LAMPION_REGION_CATALOG: z
+    .string()
+    .default('{}')
+    .transform((s, ctx) => {
+      try {
+        return JSON.parse(s) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be JSON' });
+        return z.NEVER;
+      }
+    })
+    .pipe(
+      z.record(
+        z.string(),
+        z
+          .object({
+            city: z.string().nullable().default(null),
+            country: z.string().nullable().default(null),
+            provider: z.string().nullable().default(null),
+            datacenter: z.string().nullable().default(null),
+            certifications: z.array(z.string()).default([]),
+          })
+          .strict(),
+      ),
+    ),
   LAMPION_PROXY_REQUIRE_TLS: z
     .enum(['true', 'false', '1', '0'])
     .default('true')
@@ -132,6 +158,8 @@ export interface Config {
   /** Holds <major>/lampion_guard.so; default: dist/pg as scripts/build-guard.sh writes it. */
   guardDir?: string;
   regions: string[];
+  /** Where each region is, as the operator states it (GET …/residency); regions without an entry are unknown. */
+  regionCatalog: Record<string, RegionInfo>;
   /** Seconds between runs of each Temporal Schedule. */
   sweeps: { autoSuspend: number; ttl: number; autoscale: number; backup: number; metrics: number };
   /** A branch gets a new base when its latest is older than this; history is kept this long. */
@@ -196,6 +224,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sweeps: { autoSuspend: e.LAMPION_AUTO_SUSPEND_SWEEP_SECONDS, ttl: e.LAMPION_TTL_SWEEP_SECONDS, autoscale: e.LAMPION_AUTOSCALE_SWEEP_SECONDS, backup: e.LAMPION_BACKUP_SWEEP_SECONDS, metrics: e.LAMPION_METRICS_SWEEP_SECONDS },
     backups: { intervalHours: e.LAMPION_BACKUP_INTERVAL_HOURS, retentionDays: e.LAMPION_BACKUP_RETENTION_DAYS },
     regions: e.LAMPION_REGIONS.length ? e.LAMPION_REGIONS : ['local'],
+    regionCatalog: e.LAMPION_REGION_CATALOG,
     proxyRequireTls: e.LAMPION_PROXY_REQUIRE_TLS,
     tlsCertFile: e.LAMPION_TLS_CERT_FILE,
     tlsKeyFile: e.LAMPION_TLS_KEY_FILE,

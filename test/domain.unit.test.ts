@@ -148,3 +148,15 @@ describe('usage: CU-weighted compute hours', () => {
     expect(periodBounds('2026-12')).toEqual({ start: new Date('2026-12-01T00:00:00Z'), end: new Date('2027-01-01T00:00:00Z') });
   });
 });
+
+import { dataLayers } from '../src/domain/residency';
+
+describe('residency layers say only what the deployment does', () => {
+  it('TLS optional is said, not hidden; nothing is claimed encrypted at rest', () => {
+    const l = dataLayers({ hostId: 'h1', dataDir: '/d', storageDriver: 'btrfs', proxyRequireTls: false, externalCatalog: true });
+    expect(l.find((x) => x.layer === 'compute')).toMatchObject({ encrypted_in_transit: false, in_transit: expect.stringMatching(/not required/) });
+    expect(l.find((x) => x.layer === 'catalog')).toMatchObject({ encrypted_in_transit: false, in_transit: expect.stringMatching(/not checked/) });
+    expect(l.every((x) => !x.encrypted_at_rest)).toBe(true);
+    expect(l.find((x) => x.layer === 'branch_storage')!.location).toBe('/d/branches on host h1 (btrfs driver)');
+  });
+});

@@ -23,6 +23,7 @@ import { registerAnalyseRoutes } from './routes/endpoints/analyse';
 import { registerSchemaRoutes } from './routes/schema';
 import { registerPlanRoutes } from './routes/plans';
 import { registerUsageRoutes } from './routes/usage';
+import { registerResidencyRoutes } from './routes/residency';
 import { registerMetricsRoutes } from './routes/metrics';
 import { registerBackupRoutes } from './routes/backups';
 import { registerReplicaRoutes } from './routes/branches/replicas';
@@ -54,6 +55,7 @@ export function createApp(deps: ApiDeps): Koa {
   registerSchemaRoutes(router, registry, deps);
   registerPlanRoutes(router, registry, deps);
   registerUsageRoutes(router, registry, deps);
+  registerResidencyRoutes(router, registry, deps);
   registerMetricsRoutes(router, registry, deps);
   registerBackupRoutes(router, registry, deps);
   registerReplicaRoutes(router, registry, deps);
