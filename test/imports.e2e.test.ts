@@ -155,8 +155,10 @@ describe('database import', () => {
       // About 250 MB of rows: its load into a 0.25 CU compute takes far longer than a cancel does.
       sourceDb(s15, 'big', { sql: 'CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS pad FROM generate_series(1, 850000) g' }),
       sourceDb(s18, 'shop', { fixture: true }),
-      // pgvector: shipped with 18 here, but only a superuser may create it.
-      sourceDb(s18, 'vectors', { extensions: ['vector'], sql: 'CREATE TABLE items (id int, v vector(3))' }),
+      // pgvector: shipped with 18 here; only a superuser may create it, so the platform does.
+      sourceDb(s18, 'vectors', { extensions: ['vector'], sql: "CREATE TABLE items (id int PRIMARY KEY, v vector(3)); INSERT INTO items VALUES (1, '[1,2,3]'), (2, '[4,5,6]')" }),
+      // postgres_fdw: only a superuser may create it, and the platform does not (network access).
+      sourceDb(s18, 'fdw', { extensions: ['postgres_fdw'] }),
       // A policy for a role the target does not have: the load fails.
       sourceDb(s18, 'policies', { sql: "CREATE TABLE docs (id int, body text); ALTER TABLE docs ENABLE ROW LEVEL SECURITY; INSERT INTO docs VALUES (1, 'x')" }),
     ]);
@@ -214,7 +216,7 @@ describe('database import', () => {
       ['TLS required of a server without it', () => dsn(s18, 'shop', 'sslmode=require'), 18, 'tls_refused'],
       ['verify-full of a self-signed certificate', () => dsn(s15, 'shop', 'sslmode=verify-full'), 15, 'tls_verify_failed'],
       ['a database that does not exist', () => dsn(s18, 'nope'), 18, 'database_not_found'],
-      ['an extension only a superuser may create', () => dsn(s18, 'vectors'), 18, 'extension_needs_superuser'],
+      ['an extension only a superuser may create', () => dsn(s18, 'fdw'), 18, 'extension_needs_superuser'],
     ])('%s: 200, ok false, the error named', async (_what, make, major, code) => {
       const r = await validate(major as 15 | 18, make());
       expect(r.status).toBe(200);
@@ -277,6 +279,25 @@ describe('database import', () => {
       const ep = await request('GET', `/v1/projects/${projects[m].id}/endpoints/${res.body.compute_id}`);
       const p = await psql(ep.body.connection_string, 'SELECT count(*) FROM app.orders');
       expect(p.stdout.trim()).toBe('30000');
+    });
+
+    it('an extension only a superuser may create, but the platform does (vector): made before the load, its data loaded', async () => {
+      const check = await validate(18, dsn(s18, 'vectors'));
+      expect(check.body).toMatchObject({ ok: true, errors: [] });
+      expect(check.body.source.extensions).toContainEqual(expect.objectContaining({ name: 'vector', available_on_target: true, requires_superuser: false }));
+      const res = await start(18, dsn(s18, 'vectors'), 'imported-vectors');
+      const done = await finished(18, res.body.branch_id);
+      expect(done).toMatchObject({ status: 'ready', error: null });
+      const c = await branchClient(18, res.body.compute_id);
+      try {
+        expect((await c.query("SELECT id, v <-> '[1,2,3]' AS d FROM items ORDER BY id")).rows).toEqual([
+          { id: 1, d: 0 },
+          { id: 2, d: Math.sqrt(27) },
+        ]);
+        expect((await c.query("SELECT pg_get_userbyid(extowner) AS owner FROM pg_extension WHERE extname = 'vector'")).rows).toEqual([{ owner: 'lampion_system' }]);
+      } finally {
+        await c.end();
+      }
     });
 
     it('a source that cannot be imported fails at its check, before anything is made', async () => {

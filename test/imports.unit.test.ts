@@ -138,6 +138,12 @@ describe('pg_dump options', () => {
     expect(pgDumpArgs(15, ['hstore', 'pg_stat_statements', 'plpgsql', 'uuid-ossp'])).toEqual([...common, '--extension="hstore"', '--extension="plpgsql"', '--extension="uuid-ossp"']);
     expect(pgDumpArgs(15, ['plpgsql'])).toEqual([...common, '--extension="plpgsql"']);
   });
+
+  it('also leaves out the extensions the platform creates before the load, when the source has them', () => {
+    const common = ['--format=plain', '--no-owner', '--no-privileges', '--no-publications', '--no-subscriptions', '--no-security-labels', '--no-tablespaces'];
+    expect(pgDumpArgs(18, ['plpgsql', 'vector'], ['vector', 'pg_buffercache'])).toEqual([...common, '--exclude-extension="plpgsql"', '--exclude-extension="pg_stat_statements"', '--exclude-extension="vector"']);
+    expect(pgDumpArgs(15, ['plpgsql', 'vector', 'hstore'], ['vector'])).toEqual([...common, '--extension="plpgsql"', '--extension="hstore"']);
+  });
 });
 
 describe('source compatibility', () => {
@@ -149,6 +155,7 @@ describe('source compatibility', () => {
       { name: 'pg_stat_statements', defaultVersion: '1.10', comment: null, userCreatable: false },
     ],
     preinstalled: ['plpgsql', 'pg_stat_statements'],
+    platformCreated: ['vector', 'pg_buffercache'],
   };
   const facts = (major: number, extensions: { name: string; version: string }[] = []) => ({ pgVersion: `${major}.2`, major, sizeBytes: 1, tables: 0, tls: false, extensions });
 
@@ -164,6 +171,13 @@ describe('source compatibility', () => {
     expect(checkCompatibility(facts(12), target).errors).toEqual([]);
     expect(checkCompatibility(facts(16), target).errors.map((e) => e.code)).toEqual(['unsupported_major']);
     expect(checkCompatibility(facts(11), target).errors.map((e) => e.code)).toEqual(['unsupported_major']);
+  });
+
+  it('a platform-created extension is fine in public, and named when the source has it elsewhere', () => {
+    const t18 = { ...target, major: 18, extensions: [...target.extensions, { name: 'vector', defaultVersion: '0.8.1', comment: null, userCreatable: false }] };
+    expect(checkCompatibility(facts(18, [{ name: 'vector', version: '0.8.0', schema: 'public' } as any]), t18).errors).toEqual([]);
+    const elsewhere = checkCompatibility(facts(18, [{ name: 'vector', version: '0.8.0', schema: 'extensions' } as any]), t18);
+    expect(elsewhere.errors).toEqual([{ code: 'extension_needs_superuser', message: expect.stringContaining('only in schema public') }]);
   });
 
   it('names missing extensions and those only a superuser may create; preinstalled ones are fine', () => {

@@ -10,6 +10,7 @@ import { TlsTunnel } from './tlsTunnel';
 import { classifyConnectError, inspectSource, ImportTargetFacts, sourceClient, SourceError, SourceInspection, tunnelTarget } from './sourceInspect';
 import { redactDsn, scrubSecret, SourceDsn } from '../domain/sourceDsn';
 import { USER_ROLE } from '../domain/roles';
+import { createExtensionSql, PLATFORM_EXTENSIONS } from '../domain/pgsql/extensions';
 
 type StdioOption = Exclude<StdioOptions, string>[number];
 
@@ -29,15 +30,18 @@ export const PREINSTALLED_EXTENSIONS = ['plpgsql', 'pg_stat_statements'] as cons
  *   their owner, the platform's superuser, may set). pg_dump 17 and later exclude them by name;
  *   older ones can only include by name: the source's other extensions.
  */
-export function pgDumpArgs(toolsMajor: number, sourceExtensions: string[]): string[] {
+export function pgDumpArgs(toolsMajor: number, sourceExtensions: string[], platformCreated: readonly string[] = []): string[] {
   const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
+  // Left out of the dump: what every cluster has, and what the platform creates before the load
+  // (their CREATE and COMMENT need a superuser); objects that use them are dumped as usual.
+  const leaveOut = [...PREINSTALLED_EXTENSIONS, ...platformCreated.filter((x) => sourceExtensions.includes(x))];
   let extensions: string[];
   if (toolsMajor >= 17) {
-    extensions = PREINSTALLED_EXTENSIONS.map((x) => `--exclude-extension=${quote(x)}`);
+    extensions = leaveOut.map((x) => `--exclude-extension=${quote(x)}`);
   } else {
     // An include list that matches nothing is an error, so plpgsql (built in: never dumped, even
     // when named) keeps it from being empty.
-    const include = sourceExtensions.filter((x) => x === 'plpgsql' || !(PREINSTALLED_EXTENSIONS as readonly string[]).includes(x));
+    const include = sourceExtensions.filter((x) => x === 'plpgsql' || !leaveOut.includes(x));
     extensions = include.map((x) => `--extension=${quote(x)}`);
   }
   return ['--format=plain', '--no-owner', '--no-privileges', '--no-publications', '--no-subscriptions', '--no-security-labels', '--no-tablespaces', ...extensions];
@@ -125,7 +129,7 @@ export class DatabaseImports {
 
   /** What the target branch's major offers, for inspections. */
   async targetFacts(major: number): Promise<ImportTargetFacts> {
-    return { major, extensions: await this.pgs.availableExtensions(major), preinstalled: PREINSTALLED_EXTENSIONS };
+    return { major, extensions: await this.pgs.availableExtensions(major), preinstalled: PREINSTALLED_EXTENSIONS, platformCreated: PLATFORM_EXTENSIONS };
   }
 
   /** Checks a source against a target major (the API's validate, and the import's first step). */
@@ -238,6 +242,13 @@ export class DatabaseImports {
     try {
       const extensions = await this.sourceExtensions(tunnel, dsn);
       if (signal.aborted) throw cancelled();
+      // The platform's own part: extensions cloud_admin may not create, made before the load.
+      const platformMade = PLATFORM_EXTENSIONS.filter((x) => extensions.includes(x) && !(PREINSTALLED_EXTENSIONS as readonly string[]).includes(x));
+      if (platformMade.length) {
+        await withSystemClient(this.layout.socketDir(target.endpointId), target.port, async (c) => {
+          for (const x of platformMade) await c.query(createExtensionSql(x).text);
+        });
+      }
       const spawnTool = (file: string, args: string[], env: NodeJS.ProcessEnv, stdio: StdioOption[]) => {
         const child = spawn(file, args, {
           uid: tools.user?.uid,
@@ -277,7 +288,7 @@ export class DatabaseImports {
       const direct = tunnel.usedTls === false;
       const dump = spawnTool(
         pgBin(tools, 'pg_dump'),
-        [...pgDumpArgs(tools.major, extensions), '--verbose'],
+        [...pgDumpArgs(tools.major, extensions, PLATFORM_EXTENSIONS), '--verbose'],
         clientEnv(
           {
             PGHOST: direct ? dsn.host : tunnel.dir,

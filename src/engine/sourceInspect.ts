@@ -62,6 +62,11 @@ export interface ImportTargetFacts {
   extensions: AvailableExtension[];
   /** Extensions every new cluster already has (created by the platform): never a problem. */
   preinstalled: readonly string[];
+  /**
+   * Extensions only a superuser may create that the platform creates itself before the load (in
+   * schema public, where the source must have them too).
+   */
+  platformCreated: readonly string[];
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -109,7 +114,10 @@ export function majorOf(versionNum: number): number {
 }
 
 /** Compares the source with what the target offers: major and extensions. */
-export function checkCompatibility(facts: Omit<SourceFacts, 'extensions'> & { extensions: { name: string; version: string }[] }, target: ImportTargetFacts): { extensions: SourceExtension[]; errors: SourceError[] } {
+export function checkCompatibility(
+  facts: Omit<SourceFacts, 'extensions'> & { extensions: { name: string; version: string; schema?: string }[] },
+  target: ImportTargetFacts,
+): { extensions: SourceExtension[]; errors: SourceError[] } {
   const errors: SourceError[] = [];
   if (facts.major > target.major) {
     errors.push({
@@ -123,7 +131,8 @@ export function checkCompatibility(facts: Omit<SourceFacts, 'extensions'> & { ex
   const extensions = facts.extensions.map((x) => {
     const t = offered.get(x.name);
     const pre = target.preinstalled.includes(x.name);
-    return { name: x.name, version: x.version, availableOnTarget: Boolean(t), targetVersion: t?.defaultVersion ?? null, requiresSuperuser: Boolean(t && !t.userCreatable && !pre) };
+    const byPlatform = target.platformCreated.includes(x.name) && (x.schema === undefined || x.schema === 'public');
+    return { name: x.name, version: x.version, availableOnTarget: Boolean(t), targetVersion: t?.defaultVersion ?? null, requiresSuperuser: Boolean(t && !t.userCreatable && !pre && !byPlatform) };
   });
   for (const x of extensions) {
     if (!x.availableOnTarget) {
@@ -131,7 +140,9 @@ export function checkCompatibility(facts: Omit<SourceFacts, 'extensions'> & { ex
     } else if (x.requiresSuperuser) {
       errors.push({
         code: 'extension_needs_superuser',
-        message: `extension "${x.name}" can only be created by a superuser, and the import runs as the project's role cloud_admin, which is not one`,
+        message: target.platformCreated.includes(x.name)
+          ? `extension "${x.name}" is created by the platform only in schema public, and the source has it elsewhere`
+          : `extension "${x.name}" can only be created by a superuser, and the import runs as the project's role cloud_admin, which is not one`,
       });
     }
   }
@@ -176,7 +187,9 @@ export async function inspectSource(dsn: SourceDsn, target: ImportTargetFacts, t
       SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
        WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')`);
-    const { rows: exts } = await client.query<{ name: string; version: string }>('SELECT extname AS name, extversion AS version FROM pg_extension ORDER BY extname');
+    const { rows: exts } = await client.query<{ name: string; version: string; schema: string }>(
+      'SELECT e.extname AS name, e.extversion AS version, n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace ORDER BY e.extname',
+    );
     const major = majorOf(Number(v.num));
     const base = { pgVersion: v.version.split(' ')[0], major, sizeBytes: Number(v.size), tables: tables.n, tls: tunnel.usedTls === true };
     const { extensions, errors } = checkCompatibility({ ...base, extensions: exts }, target);
