@@ -93,6 +93,17 @@ describe('roles and permissions', () => {
     expect((await c.req('DELETE', `/roles/${encodeURIComponent(HOSTILE)}`)).status).toBe(404);
   });
 
+  it('on Postgres 15 too, cloud_admin can hand a role it made its objects', async () => {
+    const p15 = (await t.request('POST', '/v1/projects', { body: { name: 'roles-15', pg_version: 15 } })).body;
+    const c15 = consoleOf(t, p15);
+    expect((await c15.req('POST', '/roles', { name: 'owner15', can_login: false })).status).toBe(201);
+    await c15.sql('CREATE TABLE mine (x int); GRANT CREATE ON SCHEMA public TO owner15; ALTER TABLE mine OWNER TO owner15');
+    expect(await c15.sql("SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE relname = 'mine'")).toEqual([{ owner: 'owner15' }]);
+    const r = await c15.req('DELETE', '/roles/owner15');
+    expect(r.status).toBe(409);
+    expect(r.body.error.details.detail).toContain('owner of table mine');
+  });
+
   it('a role owning objects is refused with the objects; cloud_admin is never dropped', async () => {
     await c.req('POST', '/roles', { name: 'owner_role', can_login: false });
     await c.sql('CREATE TABLE owned (x int); GRANT CREATE ON SCHEMA public TO owner_role; ALTER TABLE owned OWNER TO owner_role');
