@@ -38,8 +38,7 @@ import {
   table,
   workflowBreakdownRows,
   workflowTimings,
-  WorkflowTimings,
-} from './support';
+  WorkflowTimings, expectStatus } from './support';
 
 const RUNS = argNumber('runs', 7);
 const DRIVERS = argList('drivers', ['btrfs', 'copy']) as StorageDriver[];
@@ -122,12 +121,6 @@ function pgEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PG')) env[k] = v;
   return { ...env, ...extra };
-}
-
-async function expectStatus(b: BenchStack, method: string, p: string, body: unknown, want: number[]) {
-  const res = await b.request(method, p, body);
-  if (!want.includes(res.status)) throw new Error(`${method} ${p} → ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body;
 }
 
 /** A project whose primary compute holds a pgbench data set of the given scale, idle and running. */

@@ -21,7 +21,7 @@ import { run } from '../src/engine/exec';
 import { PgInstall, pgBin, startCluster, stopCluster } from '../src/engine/cluster';
 import { ensureOwnedDir } from '../src/engine/fs';
 import { USER_ROLE } from '../src/domain/roles';
-import { argNumber, argList, BenchStack, freePort, machineLoad, median, quantile, startBenchStack, table, workflowTimings } from './support';
+import { argNumber, argList, freePort, machineLoad, median, quantile, startBenchStack, table, workflowTimings, expectStatus } from './support';
 
 const RUNS = argNumber('runs', 5);
 const SCALE = argNumber('scale', 30);
@@ -104,12 +104,6 @@ async function startSource(pg: PgInstall, tls: boolean): Promise<Source> {
       fs.rmSync(root, { recursive: true, force: true });
     },
   };
-}
-
-async function expectStatus(b: BenchStack, method: string, p: string, body: unknown, want: number[]) {
-  const res = await b.request(method, p, body);
-  if (!want.includes(res.status)) throw new Error(`${method} ${p} → ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body;
 }
 
 async function main() {

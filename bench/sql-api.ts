@@ -14,7 +14,7 @@ import { execFile } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { CU_TIERS } from '../src/domain/sizing';
-import { argList, argNumber, BenchStack, machineLoad, median, startBenchStack, table } from './support';
+import { argList, argNumber, machineLoad, median, startBenchStack, table, expectStatus } from './support';
 
 const REPS = argNumber('reps', 3);
 const SECONDS = argNumber('seconds', 8);
@@ -36,12 +36,6 @@ function load(job: Record<string, unknown>): Promise<LoadResult> {
       resolve(JSON.parse(stdout) as LoadResult);
     });
   });
-}
-
-async function expectStatus(b: BenchStack, method: string, p: string, body: unknown, want: number[]) {
-  const res = await b.request(method, p, body);
-  if (!want.includes(res.status)) throw new Error(`${method} ${p} → ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body;
 }
 
 async function main() {

@@ -76,6 +76,13 @@ export interface BenchStack {
   stop(): Promise<void>;
 }
 
+/** A JSON API call that must answer one of `want`; its body. */
+export async function expectStatus(b: BenchStack, method: string, p: string, body: unknown, want: number[]) {
+  const res = await b.request(method, p, body);
+  if (!want.includes(res.status)) throw new Error(`${method} ${p} → ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body;
+}
+
 const running = new Set<BenchStack>();
 let signalsHooked = false;
 

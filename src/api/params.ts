@@ -24,3 +24,6 @@ export function identifier(what: string) {
 
 /** The database a request works in: as stored (case-sensitive), default postgres. */
 export const databaseName = identifier('database').default('postgres').openapi({ description: 'Database, as stored (case-sensitive); default postgres' });
+
+/** `?database=`: the database a read looks in. */
+export const databaseQuery = z.object({ database: databaseName });

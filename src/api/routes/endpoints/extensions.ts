@@ -5,7 +5,7 @@ import { defineRoute, errorEnvelope } from '../../route';
 import type { ApiDeps } from '../../deps';
 import type { AuthContext } from '../../auth';
 import { ApiError, notFound } from '../../errors';
-import { databaseName, endpointParams, identifier } from '../../params';
+import { databaseName, databaseQuery, endpointParams, identifier } from '../../params';
 import { consoleEndpoint, consoleOptions, queryRows, withSession } from '../../executor';
 import { requireRunningCompute } from '../../compute';
 import { runOperation } from '../../operationRunner';
@@ -74,7 +74,6 @@ async function byPlatform(deps: ApiDeps, auth: AuthContext, ep: EndpointListRow,
 
 export function registerExtensionRoutes(router: Router, registry: OpenAPIRegistry, deps: ApiDeps) {
   const base = '/v1/projects/{project_id}/endpoints/{endpoint_id}/extensions';
-  const databaseQuery = z.object({ database: databaseName });
 
   defineRoute(router, registry, deps, {
     method: 'get',

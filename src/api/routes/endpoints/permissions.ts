@@ -3,7 +3,7 @@ import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
 import { defineRoute, errorEnvelope } from '../../route';
 import type { ApiDeps } from '../../deps';
-import { databaseName, endpointParams, identifier } from '../../params';
+import { databaseName, databaseQuery, endpointParams, identifier } from '../../params';
 import { consoleEndpoint, consoleOptions, queryRows, withSession } from '../../executor';
 import { grantSql, listGrantableTablesSql, listGrantsSql, revokeSql, TABLE_PRIVILEGES } from '../../../domain/pgsql/permissions';
 
@@ -14,7 +14,6 @@ const grantBody = z.object({
   privileges: z.array(z.enum(TABLE_PRIVILEGES)).min(1).max(TABLE_PRIVILEGES.length),
   database: databaseName,
 });
-const databaseQuery = z.object({ database: databaseName });
 
 export function registerPermissionRoutes(router: Router, registry: OpenAPIRegistry, deps: ApiDeps) {
   const base = '/v1/projects/{project_id}/endpoints/{endpoint_id}/permissions';

@@ -5,7 +5,7 @@ import { defineRoute, errorEnvelope } from '../../route';
 import type { ApiDeps } from '../../deps';
 import { ApiError, notFound } from '../../errors';
 import type { AuthContext } from '../../auth';
-import { databaseName, endpointParams, identifier } from '../../params';
+import { databaseName, databaseQuery, endpointParams, identifier } from '../../params';
 import { consoleEndpoint, consoleOptions, inTransaction, queryRows, Session, withSession } from '../../executor';
 import {
   addColumnSql,
@@ -41,7 +41,6 @@ const tableRef = z
     return ref;
   });
 const tableParams = endpointParams.extend({ table: tableRef });
-const databaseQuery = z.object({ database: databaseName });
 
 const columnInput = z.object({
   name: identifier('column'),
