@@ -109,6 +109,7 @@ export const envSchema = z.object({
   LAMPION_SQL_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   LAMPION_SQL_MAX_TIMEOUT_MS: z.coerce.number().int().min(100).max(86_400_000).default(300_000),
   LAMPION_SQL_MAX_ROWS: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+  LAMPION_SPARE_CLUSTERS: z.coerce.number().int().min(0).max(10).default(1),
   LAMPION_SQL_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(4),
   LAMPION_API_KEY_TTL_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
   LAMPION_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(1200),
@@ -151,6 +152,8 @@ export interface Config {
   hostId: string;
   controlTaskQueue: string;
   storageDriver?: 'btrfs' | 'copy';
+  /** Clusters initdb'd ahead of need per major, taken by new projects and imports. */
+  spareClusters: number;
   /** Mount a btrfs image at the branches dir when it is not on btrfs (src/stack/cowVolume.ts). */
   autoBtrfs: boolean;
   /** Apparent size of that image when it is created (sparse). */
@@ -218,6 +221,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     hostId: e.LAMPION_HOST_ID,
     controlTaskQueue: e.LAMPION_TASK_QUEUE,
     storageDriver: e.LAMPION_STORAGE_DRIVER === 'auto' ? undefined : e.LAMPION_STORAGE_DRIVER,
+    spareClusters: e.LAMPION_SPARE_CLUSTERS,
     autoBtrfs: e.LAMPION_AUTO_BTRFS,
     btrfsImageSize: e.LAMPION_BTRFS_IMAGE_SIZE,
     guardDir: e.LAMPION_GUARD_DIR,

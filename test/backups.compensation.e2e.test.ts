@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { startTestStack, TestStack } from './support/stack';
 import { postgresOf, psqlOk } from './support/clients';
+import { branchDirNames } from './support/host';
 
 /**
  * Fault injection in the steps of restoreBranch (a new branch at a past point) and
@@ -53,7 +54,7 @@ describe('restores with a fault injected at each step', () => {
     const db = t.stack.db;
     expect((await db.selectFrom('branches').select('id').execute()).map((r) => r.id).sort()).toEqual([...known.branches].sort());
     expect((await db.selectFrom('endpoints').select('id').execute()).map((r) => r.id).sort()).toEqual([...known.endpoints].sort());
-    expect(fs.readdirSync(layout().branchesDir).filter((d) => d !== '_bases').sort()).toEqual([...known.branches].sort());
+    expect(branchDirNames(layout())).toEqual([...known.branches].sort());
     expect(fs.readdirSync(layout().walDir).sort()).toEqual([...known.branches].sort());
     expect(fs.readdirSync(layout().endpointsDir).sort()).toEqual([...known.endpoints].sort());
   }

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { startTestStack, TestStack } from './support/stack';
 import { postgresOf, psqlOk } from './support/clients';
+import { branchDirNames } from './support/host';
 
 /**
  * Fault injection in every step of createBranch, resetBranch and deleteBranch (src/activities/faults.ts):
@@ -74,7 +75,7 @@ describe('branch operations with a fault injected at each step', () => {
     expect((await db.selectFrom('branches').select('id').execute()).map((r) => r.id).sort()).toEqual([...known.branches].sort());
     expect((await db.selectFrom('endpoints').select('id').execute()).map((r) => r.id).sort()).toEqual([...known.endpoints].sort());
     // No child data dir, no *.aside or *.copying leftover.
-    expect(fs.readdirSync(layout().branchesDir).sort()).toEqual([...known.branches].sort());
+    expect(branchDirNames(layout())).toEqual([...known.branches].sort());
     expect(fs.readdirSync(layout().walDir).sort()).toEqual([...known.branches].sort());
     // An endpoint's dir holds its port file: none left means no port held.
     expect(fs.readdirSync(layout().endpointsDir).sort()).toEqual([...known.endpoints].sort());

@@ -1,21 +1,13 @@
 import fs from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { startTestStack, TestStack } from './support/stack';
 import { psql } from './support/clients';
+import { branchDirNames, postgresUnder } from './support/host';
 
 const q = async (cs: string, sql: string) => {
   const r = await psql(cs, sql);
   if (r.code !== 0) throw new Error(`psql failed: ${r.stderr}`);
   return r.stdout.trim();
 };
-
-function postgresUnder(dir: string): string[] {
-  try {
-    return execFileSync('pgrep', ['-a', '-f', `postgres.*${dir}`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
-  } catch {
-    return [];
-  }
-}
 
 /**
  * The branch tests run once per storage driver. globalSetup fails when it cannot make the btrfs
@@ -128,7 +120,7 @@ describe.each(drivers)('branches on the $driver driver', ({ driver, dataDir }) =
   it('leaves no branch, process or data dir when a seed fails, and names the seed', async () => {
     const bad = await t.request('POST', path('/seeds'), { body: { name: 'broken', sql: 'INSERT INTO missing_table VALUES (1);' } });
     expect(bad.status).toBe(201);
-    const before = fs.readdirSync(t.stack.engine.layout.branchesDir).sort();
+    const before = branchDirNames(t.stack.engine.layout);
     const res = await t.request('POST', path('/branches'), { body: { name: 'doomed' } });
     expect(res.status).toBe(422);
     expect(res.body.error.message).toMatch(/seed "broken" failed: relation "missing_table" does not exist/);
@@ -137,7 +129,7 @@ describe.each(drivers)('branches on the $driver driver', ({ driver, dataDir }) =
       ['fixtures', 'succeeded'],
       ['broken', 'failed'],
     ]);
-    expect(fs.readdirSync(t.stack.engine.layout.branchesDir).sort()).toEqual(before);
+    expect(branchDirNames(t.stack.engine.layout)).toEqual(before);
     const names = (await t.request('GET', path('/branches'))).body.map((b: any) => b.name);
     expect(names).not.toContain('doomed');
     expect((await t.request('DELETE', path(`/seeds/${bad.body.id}`))).status).toBe(204);

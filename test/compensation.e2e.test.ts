@@ -1,16 +1,8 @@
 import fs from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { startTestStack, TestStack } from './support/stack';
+import { branchDirNames, postgresUnder } from './support/host';
 
 /** Any postgres process whose command line mentions this stack's data dir. */
-function postgresUnder(dir: string): string[] {
-  try {
-    return execFileSync('pgrep', ['-a', '-f', `postgres.*${dir}`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
-  } catch {
-    return [];
-  }
-}
-
 describe.each(['startEndpoint', 'bootstrapEndpoint', 'markProjectReady'])('createProject with a fault injected in %s', (fault) => {
   let t: TestStack;
 
@@ -34,7 +26,7 @@ describe.each(['startEndpoint', 'bootstrapEndpoint', 'markProjectReady'])('creat
     const op = await db.selectFrom('operations').selectAll().where('id', '=', opId).executeTakeFirstOrThrow();
     expect(op).toMatchObject({ status: 'failed', error: { type: 'InjectedFault' } });
 
-    expect(fs.readdirSync(t.stack.engine.layout.branchesDir)).toEqual([]);
+    expect(branchDirNames(t.stack.engine.layout)).toEqual([]);
     expect(fs.readdirSync(t.stack.engine.layout.endpointsDir)).toEqual([]);
     expect(postgresUnder(t.dataDir)).toEqual([]);
   });

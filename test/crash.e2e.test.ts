@@ -489,13 +489,14 @@ describe('crashes', () => {
     const endpoints = await catalog('SELECT id, project_id, branch_id, port, status FROM endpoints');
     const entries = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []);
     // Data dirs and catalog rows match one to one; nothing set aside or half-copied is left.
-    expect(entries(path.join(s.dataDir, 'branches')).filter((e) => e !== '_bases')).toEqual(branches);
+    // _bases and _spares are the platform's own (base backups, clusters initdb'd ahead of need).
+    expect(entries(path.join(s.dataDir, 'branches')).filter((e) => !e.startsWith('_'))).toEqual(branches);
     expect(entries(path.join(s.dataDir, 'wal')).filter((e) => !branches.includes(e))).toEqual([]);
     expect(entries(path.join(s.dataDir, 'endpoints'))).toEqual(endpoints.map((e) => e.id).sort());
     // A postmaster runs for exactly the catalog's running endpoints, none for a deleted branch.
     const postmasters = processesMentioning(path.join(s.dataDir, 'branches'))
       .map((p) => /\s-D\s+(\S+)/.exec(p.cmd)?.[1])
-      .filter((d): d is string => Boolean(d))
+      .filter((d): d is string => Boolean(d) && !d!.includes('/_spares/'))
       .map((d) => path.basename(d))
       .sort();
     expect(postmasters).toEqual(endpoints.filter((e) => e.status === 'running').map((e) => e.branch_id).sort());

@@ -12,7 +12,7 @@ import { forkDataDir } from '../src/engine/fork';
 import { HostEngine } from '../src/engine/host';
 import { HostLayout } from '../src/engine/layout';
 import { isPortFree } from '../src/engine/ports';
-import { createDataDir, filesystemType, type StorageDriver } from '../src/engine/storage';
+import { createDataDir, filesystemType, removeDataDir, type StorageDriver } from '../src/engine/storage';
 import { withSystemClient, type PgInstall } from '../src/engine/cluster';
 import { testPgInstalls } from './support/pg';
 
@@ -208,5 +208,64 @@ describe.each<StorageDriver>(['btrfs', 'copy'])('fork on the %s driver', (driver
     expect(await names('br-c')).toEqual(['before-fork', 'child-only']);
     const marker = JSON.parse(fs.readFileSync(path.join(dataDir('br-c'), '.lampion-fork'), 'utf8'));
     expect(marker).toMatchObject({ branchId: 'br-c', parentBranchId: 'br-a' });
+  });
+});
+
+describe.each<StorageDriver>(['btrfs', 'copy'])('spare clusters on the %s driver', (driver) => {
+  const base = driver === 'btrfs' ? process.env.LAMPION_TEST_BTRFS_DIR : os.tmpdir();
+  const maybe = base ? it : it.skip;
+  let root: string;
+  let engine: HostEngine;
+  const sparesDir = () => path.join(engine.layout.branchesDir, '_spares');
+
+  beforeAll(async () => {
+    if (!base) return;
+    root = fs.mkdtempSync(path.join(base, 'spares-'));
+    fs.chmodSync(root, 0o711);
+    engine = new HostEngine(new HostLayout(root), pgs, driver, undefined, undefined, 1);
+    await engine.prepare();
+  });
+
+  afterAll(async () => {
+    if (!base) return;
+    await engine.spares.close();
+    for (const b of ['br-one', 'br-two']) {
+      await engine.stopEndpoint({ branchId: b }).catch(() => undefined);
+      await engine.removeBranchData(b);
+      await engine.removeEndpointFiles(`ep-${b}`);
+    }
+    for (const s of fs.existsSync(sparesDir()) ? fs.readdirSync(sparesDir()) : []) await removeDataDir(path.join(sparesDir(), s));
+    expect(postgresUnder(root)).toEqual([]);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  maybe('a root branch takes a ready spare, which has its own system identifier, and a new one is made', async () => {
+    await engine.createRootBranchData('br-one', pg.major);
+    await engine.spares.idle();
+    const [spare] = await engine.spares.list(pg.major);
+    expect(spare).toBeDefined();
+    expect(isSubvolume(path.join(sparesDir(), spare))).toBe(driver === 'btrfs');
+
+    // A half-made spare (a crash mid-initdb) is removed by the next refill.
+    await createDataDir(path.join(sparesDir(), `${pg.major}-half-made`), driver, pg.user);
+
+    await engine.createRootBranchData('br-two', pg.major);
+    expect(fs.existsSync(path.join(sparesDir(), spare))).toBe(false);
+    expect(fs.existsSync(path.join(engine.layout.branchDataDir('br-two'), '.lampion-spare'))).toBe(false);
+    expect(isSubvolume(engine.layout.branchDataDir('br-two'))).toBe(driver === 'btrfs');
+    await engine.spares.idle();
+    const after = await engine.spares.list(pg.major);
+    expect(after).toHaveLength(1);
+    expect(after[0]).not.toBe(spare);
+    expect(fs.readdirSync(sparesDir()).sort()).toEqual(after);
+
+    const ids: string[] = [];
+    for (const b of ['br-one', 'br-two']) {
+      const spec = { endpointId: `ep-${b}`, branchId: b, port: await freePort() };
+      await engine.startEndpoint(spec);
+      const rows = await withSystemClient(engine.layout.socketDir(spec.endpointId), spec.port, async (c) => (await c.query('SELECT system_identifier::text AS id FROM pg_control_system()')).rows);
+      ids.push(rows[0].id);
+    }
+    expect(ids[0]).not.toBe(ids[1]);
   });
 });

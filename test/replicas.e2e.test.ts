@@ -4,7 +4,6 @@
  * suspended, from its WAL archive; suspended and woken like any endpoint; removed with its branch.
  */
 import fs from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { sql } from 'kysely';
 import { startTestStack, TestStack } from './support/stack';
 import { psql } from './support/clients';
@@ -13,6 +12,7 @@ import { runScheduleOnce, waitFor } from './support/schedules';
 import { startOperation } from '../src/operations/client';
 import { branchReset } from '../src/operations';
 import { rootFailure } from '../src/operations/failures';
+import { branchDirNames, postgresUnder } from './support/host';
 
 jest.setTimeout(300_000);
 
@@ -34,14 +34,6 @@ const replicaShows = async (cs: string, expected: number[]) => {
     throw new Error(`replica shows ${JSON.stringify(last)}, expected ${JSON.stringify(expected)}`);
   }
 };
-
-function postgresUnder(dir: string): string[] {
-  try {
-    return execFileSync('pgrep', ['-a', '-f', `postgres.*${dir}`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
-  } catch {
-    return [];
-  }
-}
 
 describe.each(TEST_MAJORS)('read replicas on Postgres %i', (major) => {
   let t: TestStack;
@@ -157,7 +149,7 @@ describe.each(TEST_MAJORS)('read replicas on Postgres %i', (major) => {
     'leaves no replica, data dir, endpoint files or process when %s fails',
     async (fault) => {
       const layout = t.stack.engine.layout;
-      const dirs = () => ({ branches: fs.readdirSync(layout.branchesDir).sort(), endpoints: fs.readdirSync(layout.endpointsDir).sort() });
+      const dirs = () => ({ branches: branchDirNames(layout), endpoints: fs.readdirSync(layout.endpointsDir).sort() });
       const before = dirs();
       const postmasters = postgresUnder(layout.branchesDir).sort();
       const f = t.stack.config.faultInjection;

@@ -7,6 +7,7 @@ import { initCluster, isRunning, RecoverySettings } from './cluster';
 import type { PgInstalls } from './pgInstalls';
 import { forkDataDir } from './fork';
 import { readHistoryId, startHistory } from './walArchive';
+import type { SpareClusters } from './spareClusters';
 import { killGroup, groupAlive, LongRunOptions, OsUser } from './exec';
 
 /** Written last into a forked data dir; names its branch because a fork inherits its parent's. */
@@ -74,6 +75,8 @@ export class BranchData {
     readonly layout: HostLayout,
     readonly pgs: PgInstalls,
     readonly driver: () => Promise<StorageDriver>,
+    /** Clusters made ahead of need, which a root branch takes instead of running initdb. */
+    readonly spares: SpareClusters,
   ) {}
 
   /** A fresh cluster of that major for a root branch: a finished initdb is kept, a partial one redone. */
@@ -84,8 +87,10 @@ export class BranchData {
     if (done) return { driver, historyId: done };
     const pg = this.pgs.get(major);
     await removeDataDir(dir);
-    await createDataDir(dir, driver, pg.user);
-    await initCluster(pg, dir);
+    if (!(await this.spares.take(major, dir))) {
+      await createDataDir(dir, driver, pg.user);
+      await initCluster(pg, dir);
+    }
     const historyId = await startHistory(dir, pg.user);
     await fsp.writeFile(path.join(dir, INIT_MARKER), '');
     return { driver, historyId };

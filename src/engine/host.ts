@@ -10,6 +10,7 @@ import { KeyedLock } from './keyedLock';
 import { CgroupLimiter } from './cgroups';
 import { clearStaleSocketLock, postmasterPid, processTree } from './postmaster';
 import { BranchData } from './branchData';
+import { SpareClusters } from './spareClusters';
 import { PortRegistry } from './portRegistry';
 import { bootstrapRoles, hasClientSessions } from './roles';
 import { pgSettingsForCu, resourceLimitsForCu } from '../domain/sizing';
@@ -65,6 +66,7 @@ export class HostEngine {
   /** Start, stop and resize of one branch's data dir never overlap (wake-on-connect vs activities). */
   private readonly computeLock = new KeyedLock();
   readonly branches: BranchData;
+  readonly spares: SpareClusters;
   readonly ports: PortRegistry;
   /** Imports of external databases into new branches (pg_dump | psql). */
   readonly imports: DatabaseImports;
@@ -78,8 +80,12 @@ export class HostEngine {
     /** Per-endpoint CPU and memory limits; a no-op limiter where the host has no usable cgroups. */
     readonly limiter: CgroupLimiter = new CgroupLimiter({ version: 'none', writable: false, reason: 'not configured' }),
     portRange: { min: number; max: number } = { min: 56000, max: 56999 },
+    /** Ready clusters kept per major for new root branches (see SpareClusters); 0: none. */
+    spareClusters = 0,
+    onBackgroundError: (err: unknown) => void = () => undefined,
   ) {
-    this.branches = new BranchData(layout, pgs, () => this.driver());
+    this.spares = new SpareClusters(layout, pgs, () => this.driver(), spareClusters, onBackgroundError);
+    this.branches = new BranchData(layout, pgs, () => this.driver(), this.spares);
     this.ports = new PortRegistry(layout, portRange);
     this.imports = new DatabaseImports(layout, pgs);
   }

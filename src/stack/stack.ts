@@ -203,7 +203,7 @@ export class Stack {
     this.engine = new HostEngine(new HostLayout(c.dataDir), pgs, c.storageDriver, this.roles.worker ? await CgroupLimiter.create() : undefined, {
       min: c.computePortMin,
       max: c.computePortMax,
-    });
+    }, c.spareClusters, (err) => this.logger.warn({ err }, 'could not make a spare cluster'));
     if (this.roles.worker) {
       if (!this.engine.limiter.enforced) this.logger.warn({ reason: this.engine.limiter.reason }, 'compute CPU and memory limits are not enforced on this host');
       await this.engine.prepare();
@@ -403,6 +403,7 @@ export class Stack {
     await this.transferMeter?.stop().catch(() => undefined);
     await this.workers?.shutdown().catch(() => undefined);
     if (this.roles.worker && this.db && this.engine) await this.stopHostComputes().catch(() => undefined);
+    await this.engine?.spares.close();
     await this.db?.destroy().catch(() => undefined);
     await this.temporalServer?.stop();
     await this.controlDb?.stop();
