@@ -3,6 +3,7 @@ import { describe, describeDataToString } from 'psql-describe';
 import { ApiError } from './errors';
 import { isPgError, pgErrorDetails, rawTypes, runStatement, Session, SqlError, StatementResult } from './executor';
 import { scriptStatements, ScriptStatement } from '../domain/sql';
+import { TtlCache } from './ttlCache';
 
 /**
  * What POST …/sql runs: a script of SQL statements (split by the Postgres parser, run in order on
@@ -40,6 +41,22 @@ export function metaCommands(query: string): string[] | undefined {
   return lines;
 }
 
+/**
+ * Parses of recent scripts: a dashboard or a client sends the same text again and again, and the
+ * parse is a large part of a small query's cost. Parsing is a pure function of the text.
+ */
+const parses = new TtlCache<Awaited<ReturnType<typeof scriptStatements>>>(10 * 60_000, 500);
+const CACHED_PARSE_MAX_CHARS = 8192;
+
+async function parsedScript(text: string): ReturnType<typeof scriptStatements> {
+  if (text.length > CACHED_PARSE_MAX_CHARS) return scriptStatements(text);
+  const have = parses.get(text);
+  if (have) return have;
+  const parsed = await scriptStatements(text);
+  parses.set(text, parsed);
+  return parsed;
+}
+
 /** Parses the request before anything runs: a syntax error anywhere means nothing ran. */
 export async function planSql(req: SqlRequest): Promise<{ kind: 'meta'; commands: string[] } | { kind: 'sql'; statements: ScriptStatement[] }> {
   const commands = metaCommands(req.query);
@@ -47,7 +64,7 @@ export async function planSql(req: SqlRequest): Promise<{ kind: 'meta'; commands
     if (req.params?.length) throw new ApiError(422, 'validation_failed', 'params apply to a single SQL statement, not to meta-commands');
     return { kind: 'meta', commands };
   }
-  const parsed = await scriptStatements(req.query);
+  const parsed = await parsedScript(req.query);
   if (!parsed.ok) {
     throw new ApiError(422, 'syntax_error', parsed.message, { position: parsed.position, line: parsed.line, column: parsed.column, statements_run: 0 });
   }

@@ -31,6 +31,11 @@ export interface ApiDeps {
   /** The SQL executor's connections to computes (see api/executor.ts). */
   computePools: ComputePools;
   /**
+   * Where this process reaches a compute of its own host over the compute's private socket
+   * (set when the stack runs the host's worker too): cheaper per message than loopback TCP.
+   */
+  localComputeSocket?: { hostId: string; socketDir(endpointId: string): string };
+  /**
    * Aborted when the stack stops: an operation's result long poll the API no longer waits for
    * (it answered 202) is cancelled then, instead of retrying on a closed channel from a timer.
    */

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import Cursor from 'pg-cursor';
+import { BoundedQuery } from './boundedQuery';
 import type { Logger } from 'pino';
 import type { AuthContext } from './auth';
 import type { ApiDeps } from './deps';
@@ -72,15 +72,17 @@ export class ComputePools {
 
   constructor(private readonly o: ComputePoolOptions) {}
 
-  pool(ep: EndpointListRow & { port: number }, access: { host: string; port: number; user: string; password: string }, database: string): pg.Pool {
+  /** `access` is asked only for a new pool: it decrypts the endpoint's password. */
+  pool(ep: EndpointListRow & { port: number }, access: () => { host: string; port: number; user: string; password: string }, database: string): pg.Pool {
     if (this.closed) throw new ApiError(503, 'shutting_down', 'the API is stopping');
     const id = `${ep.id}/${database}`;
-    const key = `${access.host}:${access.port}:${access.password}`;
+    // A new port (a resume elsewhere) or password (a reset) means a new pool.
+    const key = `${ep.port}:${ep.pg_password_enc}`;
     const have = this.pools.get(id);
     if (have?.key === key) return have.pool;
     if (have) void have.pool.end().catch(() => undefined);
     const pool = new pg.Pool({
-      ...access,
+      ...access(),
       database,
       max: this.o.size,
       idleTimeoutMillis: this.o.idleMs,
@@ -160,7 +162,15 @@ export function pgErrorDetails(e: pg.DatabaseError): Record<string, unknown> {
 
 function connectFailure(err: unknown): boolean {
   const code = (err as { code?: string })?.code;
-  return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || isComputeGone(code) || /Connection terminated|timeout exceeded when trying to connect/.test(String((err as Error)?.message));
+  // ENOENT: the socket file of a compute that stopped (a local compute is reached over its socket).
+  return code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'ECONNRESET' || code === 'EPIPE' || isComputeGone(code) || /Connection terminated|timeout exceeded when trying to connect/.test(String((err as Error)?.message));
+}
+
+/** A compute of this host over its private socket, others over TCP (see ApiDeps.localComputeSocket). */
+function executorAccess(deps: ApiDeps, ep: EndpointListRow & { port: number }) {
+  const access = directUserAccess(deps, ep);
+  const local = deps.localComputeSocket;
+  return local && local.hostId === ep.host_id ? { ...access, host: local.socketDir(ep.id) } : access;
 }
 
 /**
@@ -189,7 +199,7 @@ export async function withSession<T>(deps: ApiDeps, auth: AuthContext, endpoint:
     const pools = deps.computePools;
     let client: pg.PoolClient;
     try {
-      client = await pools.pool(running, directUserAccess(deps, running), o.database).connect();
+      client = await pools.pool(running, () => executorAccess(deps, running), o.database).connect();
     } catch (err) {
       if (isPgError(err) && err.code === '3D000') throw new SqlError(err);
       if (isPgError(err) && !isComputeGone(err.code) && !(attempt === 0 && err.code === '28P01')) throw new SqlError(err);
@@ -305,55 +315,36 @@ function distinctNames(names: string[]): string[] {
   });
 }
 
-/** A cursor that keeps the whole command tag ("CREATE TABLE", not just "CREATE"). */
-class TaggedCursor extends Cursor {
-  commandTag?: string;
-  handleCommandComplete(msg: { text: string }) {
-    this.commandTag = msg.text;
-    (Cursor.prototype as any).handleCommandComplete.call(this, msg);
-  }
-}
-
-/** Resolves at the connection's next ReadyForQuery: the statement's transaction status is known then. */
-function nextReady(client: pg.ClientBase): Promise<void> {
-  const connection = (client as unknown as { connection: { once(ev: string, cb: () => void): void } }).connection;
-  return new Promise((resolve) => connection.once('readyForQuery', () => resolve()));
+/** The count a command tag ends with (INSERT 0 5 → 5, SELECT 3 → 3); the rows read when it has none. */
+function rowCount(tag: string | undefined, read: number): number {
+  const m = /(\d+)$/.exec(tag ?? '');
+  return m ? Number(m[1]) : read;
 }
 
 /**
- * One statement through a cursor: at most `maxRows` rows are read from the server (one more, to
- * know whether there were more), so a huge result costs neither memory nor the whole transfer.
- * Returns after the server's ReadyForQuery, so the session's transaction status is current.
+ * One statement in one round trip (see BoundedQuery): at most `maxRows` rows are read from the
+ * server (one more, to know whether there were more). Returns after the server's ReadyForQuery,
+ * so the session's transaction status is current.
  */
 export async function runStatement(client: pg.ClientBase, text: string, values: unknown[] | undefined, maxRows: number): Promise<StatementResult> {
   const t0 = performance.now();
-  const ready = nextReady(client);
-  const cursor = client.query(new TaggedCursor(text, values as any[] | undefined, { rowMode: 'array', types: resultTypes } as any));
-  let rows: unknown[][];
-  try {
-    rows = await cursor.read(maxRows + 1);
-  } catch (err) {
-    // The cursor sent Sync on the error; nothing to close.
-    await ready;
-    throw err;
-  }
-  // Still open when the rows ran past the cap (portal suspended): Close + Sync.
-  if ((cursor as unknown as { state: string }).state !== 'done') await cursor.close();
-  await ready;
-  const result = (cursor as unknown as { _result: { fields: { name: string; dataTypeID: number }[]; rowCount: number | null } })._result;
-  const fields = result?.fields ?? [];
+  const q = new BoundedQuery(text, values, maxRows, resultTypes);
+  client.query(q);
+  const result = await q.done;
+  let rows = result.rows;
+  const fields = result.fields;
   const truncated = rows.length > maxRows;
   if (truncated) rows = rows.slice(0, maxRows);
   const keys = distinctNames(fields.map((f) => f.name));
   const types = fields.length ? await typeNames(client, fields.map((f) => f.dataTypeID)) : new Map();
-  const tag = cursor.commandTag ?? (fields.length ? 'SELECT' : '');
+  const tag = result.commandTag ?? (fields.length ? 'SELECT' : '');
   return {
     // INSERT 0 5 → INSERT; SELECT 5 → SELECT; CREATE TABLE stays whole.
     command: tag.replace(/( \d+)+$/, ''),
     columns: keys,
     column_types: fields.map((f) => types.get(f.dataTypeID) ?? String(f.dataTypeID)),
     rows: rows.map((r) => Object.fromEntries(keys.map((k, i) => [k, r[i]]))),
-    row_count: truncated ? null : (result?.rowCount ?? rows.length),
+    row_count: truncated ? null : rowCount(result.commandTag, rows.length),
     truncated,
     duration: Math.round((performance.now() - t0) * 100) / 100,
   };

@@ -282,6 +282,7 @@ export class Stack {
         probes: this.probes(),
         stopping: this.stopping.signal,
         computePools: this.computePools,
+        ...(this.roles.worker && { localComputeSocket: { hostId: c.hostId, socketDir: (endpointId: string) => this.engine.layout.socketDir(endpointId) } }),
         caches: { apiKeys: new TtlCache(c.apiCacheMs), runningEndpoints: new TtlCache(c.apiCacheMs) },
       };
       const app = createApp(deps);
