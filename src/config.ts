@@ -68,6 +68,7 @@ export const envSchema = z.object({
   LAMPION_METRICS_SWEEP_SECONDS: z.coerce.number().int().min(1).max(3600).default(30),
   LAMPION_BACKUP_INTERVAL_HOURS: z.coerce.number().min(0).max(24 * 30).default(24),
   LAMPION_BACKUP_RETENTION_DAYS: z.coerce.number().min(0).max(3650).default(7),
+  LAMPION_BACKUP_INCREMENTAL_CHAIN: z.coerce.number().int().min(0).max(30).default(6),
   LAMPION_REGIONS: z
     .string()
     .default('local')
@@ -166,7 +167,7 @@ export interface Config {
   /** Seconds between runs of each Temporal Schedule. */
   sweeps: { autoSuspend: number; ttl: number; autoscale: number; backup: number; metrics: number };
   /** A branch gets a new base when its latest is older than this; history is kept this long. */
-  backups: { intervalHours: number; retentionDays: number };
+  backups: { intervalHours: number; retentionDays: number; incrementalChainMax: number };
   proxyRequireTls: boolean;
   tlsCertFile?: string;
   tlsKeyFile?: string;
@@ -226,7 +227,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     btrfsImageSize: e.LAMPION_BTRFS_IMAGE_SIZE,
     guardDir: e.LAMPION_GUARD_DIR,
     sweeps: { autoSuspend: e.LAMPION_AUTO_SUSPEND_SWEEP_SECONDS, ttl: e.LAMPION_TTL_SWEEP_SECONDS, autoscale: e.LAMPION_AUTOSCALE_SWEEP_SECONDS, backup: e.LAMPION_BACKUP_SWEEP_SECONDS, metrics: e.LAMPION_METRICS_SWEEP_SECONDS },
-    backups: { intervalHours: e.LAMPION_BACKUP_INTERVAL_HOURS, retentionDays: e.LAMPION_BACKUP_RETENTION_DAYS },
+    backups: { intervalHours: e.LAMPION_BACKUP_INTERVAL_HOURS, retentionDays: e.LAMPION_BACKUP_RETENTION_DAYS, incrementalChainMax: e.LAMPION_BACKUP_INCREMENTAL_CHAIN },
     regions: e.LAMPION_REGIONS.length ? e.LAMPION_REGIONS : ['local'],
     regionCatalog: e.LAMPION_REGION_CATALOG,
     proxyRequireTls: e.LAMPION_PROXY_REQUIRE_TLS,

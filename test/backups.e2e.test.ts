@@ -163,8 +163,9 @@ describe('the backup Schedule', () => {
   const bases = async () => (await t.request('GET', path('/backups'))).body.filter((b: any) => b.kind === 'scheduled');
 
   beforeAll(async () => {
-    // Every sweep takes a base; history older than ~2 s is past the window.
-    t = await startTestStack({ LAMPION_BACKUP_INTERVAL_HOURS: '0', LAMPION_BACKUP_RETENTION_DAYS: String(2 / 86_400) });
+    // Every sweep takes a base; history older than ~2 s is past the window. On 17+ (the default
+    // project) bases alternate full and incremental: b1 full, b2 on b1, b3 full, b4 on b3.
+    t = await startTestStack({ LAMPION_BACKUP_INTERVAL_HOURS: '0', LAMPION_BACKUP_RETENTION_DAYS: String(2 / 86_400), LAMPION_BACKUP_INCREMENTAL_CHAIN: '1' });
     project = (await t.request('POST', '/v1/projects', { body: { name: 'schedule' } })).body;
     await q(project.connection_string, 'CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)');
   });
@@ -195,9 +196,20 @@ describe('the backup Schedule', () => {
     const ep = (await t.request('GET', path(`/endpoints/${project.endpoint_id}`))).body;
     expect(ep.wal_archive).toMatchObject({ failed_count: 0, last_failed_wal: null });
     expect(ep.wal_archive.archived_count).toBeGreaterThan(0);
-    // b2 is older than the newest base at the window's start: nothing needs it.
+    // b2 is older than the newest base at the window's start: nothing needs it. b1 stays for the
+    // named backup; had b2 been needed, b1 would have stayed for b2 too (domain/retention).
     expect(left).not.toContain(b2);
     expect(left).toContain(b1);
+    const rows = await t.stack.db.selectFrom('base_backups').select(['id', 'parent_base_id']).where('branch_id', '=', project.branch_id).orderBy('taken_at').execute();
+    const baseOf = async (backupId: string) => (await t.stack.db.selectFrom('backups').select('base_id').where('id', '=', backupId).executeTakeFirstOrThrow()).base_id;
+    const b1Base = await baseOf(b1);
+    if (project.pg_version >= 17) {
+      // Every kept incremental has its parent kept too.
+      const kept = new Set(rows.map((r) => r.id));
+      expect(rows.some((r) => r.parent_base_id !== null)).toBe(true);
+      for (const r of rows) if (r.parent_base_id) expect(kept.has(r.parent_base_id)).toBe(true);
+      expect(rows.find((r) => r.id === b1Base)?.parent_base_id).toBeNull();
+    }
     const restored = await t.request('POST', path(`/backups/${named.body.id}/restore`));
     expect(restored.status).toBe(201);
     expect(await ids(restored.body.connection_string)).toEqual([1]);

@@ -111,4 +111,36 @@ describe.each(cases)('WAL archive and restore on the %s driver, Postgres %i', (d
     await start('br-r3');
     expect(await ids('br-r3')).toEqual([1, 2, 3, 4, 5, 6]);
   });
+  const incremental = driver === 'copy' && major >= 17 ? maybe : it.skip;
+  incremental('17+, copy driver: a later base of a running compute is incremental on the newest one, and a restore from it combines the chain', async () => {
+    const src = await start('br-src');
+    const history = (await engine.history('br-src')).historyId;
+    await sql('br-src', "CREATE TABLE big AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 50000) g");
+    const full = await engine.takeBase('br-src', 'i0', src);
+    // b1 (first test) was taken by pg_basebackup with WAL summaries on: i0 builds on it.
+    expect(full).toMatchObject({ parentBaseId: 'b1', chainLength: 1 });
+    await sql('br-src', 'INSERT INTO t VALUES (7)');
+    const inc = await engine.takeBase('br-src', 'i1', src);
+    expect(inc).toMatchObject({ parentBaseId: 'i0', chainLength: 2 });
+    const files = (dir: string): string[] => fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(path.join(dir, e.name)) : [path.join(dir, e.name)]));
+    const incDir = engine.layout.baseDir('br-src', history, 'i1');
+    expect(files(incDir).some((f) => path.basename(f).startsWith('INCREMENTAL.'))).toBe(true);
+    // Without pg_wal (each base streams at least one 16 MB segment of its own).
+    const bytes = (dir: string) => files(dir).filter((f) => !f.includes('/pg_wal/')).reduce((n, f) => n + fs.statSync(f).size, 0);
+    // The 10 MB table changed before i0, not since: i1 holds a fraction of it.
+    expect(bytes(incDir)).toBeLessThan(bytes(engine.layout.baseDir('br-src', history, 'i0')) / 2);
+
+    await sql('br-src', 'INSERT INTO t VALUES (8)');
+    const point = await engine.historyEnd('br-src', undefined, src);
+    await sql('br-src', 'INSERT INTO t VALUES (9)');
+    await engine.restoreBranchData({ sourceBranchId: 'br-src', historyId: history, baseId: 'i1', childBranchId: 'br-r4', targetLsn: point.endLsn });
+    await start('br-r4');
+    expect(await ids('br-r4')).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect((await sql<{ n: string }>('br-r4', 'SELECT count(*)::text AS n FROM big'))[0].n).toBe('50000');
+
+    // A chain with a missing link is refused with the reason, not restored wrong.
+    fs.rmSync(`${engine.layout.baseDir('br-src', history, 'i0')}.json`);
+    await expect(engine.restoreBranchData({ sourceBranchId: 'br-src', historyId: history, baseId: 'i1', childBranchId: 'br-r5', targetLsn: point.endLsn })).rejects.toThrow(/chain of base i1 is broken/);
+    expect(fs.existsSync(engine.layout.branchDataDir('br-r5'))).toBe(false);
+  });
 });

@@ -222,7 +222,7 @@ describe.each<StorageDriver>(['btrfs', 'copy'])('spare clusters on the %s driver
     if (!base) return;
     root = fs.mkdtempSync(path.join(base, 'spares-'));
     fs.chmodSync(root, 0o711);
-    engine = new HostEngine(new HostLayout(root), pgs, driver, undefined, undefined, 1);
+    engine = new HostEngine(new HostLayout(root), pgs, driver, undefined, undefined, { spareClusters: 1 });
     await engine.prepare();
   });
 

@@ -39,4 +39,18 @@ describe('retention', () => {
     expect(planRetention(input({ histories, bases, namedBackups: [{ historyId: 'h0', lsn: '0/20000000' }] })).removeHistories).toEqual([]);
     expect(planRetention(input({ histories, bases: [] })).removeHistories).toEqual(['h0']);
   });
+  it('keeps the full base and the incrementals a kept incremental builds on, and WAL only from the oldest base a restore starts at', () => {
+    // b1 full (20 days), b2 on b1 (10), b3 on b2 (5), b4 full (1): the window (7 days) starts at b2.
+    const bases = [base('b1', 'h1', 1, 20), { ...base('b2', 'h1', 2, 10), parentId: 'b1' }, { ...base('b3', 'h1', 3, 5), parentId: 'b2' }, base('b4', 'h1', 4, 1)];
+    const p = planRetention(input({ bases }));
+    expect(p.removeBases).toEqual([]);
+    expect(p.pruneWal[0].keepFromLsn).toBe(base('b2', 'h1', 2, 10).startLsn);
+    // Once a full base is past the window start, the old chain goes whole.
+    const later = planRetention(input({ bases, windowStart: at(0.5) }));
+    expect(later.removeBases.map((b) => b.id).sort()).toEqual(['b1', 'b2', 'b3']);
+    // A named backup that needs b3 keeps b1 and b2 with it.
+    const named = planRetention(input({ bases, windowStart: at(0.5), namedBackups: [{ historyId: 'h1', lsn: '0/38000000' }] }));
+    expect(named.removeBases).toEqual([]);
+    expect(named.pruneWal[0].keepFromLsn).toBe(base('b3', 'h1', 3, 5).startLsn);
+  });
 });

@@ -509,7 +509,7 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
           .execute();
         await tx
           .insertInto('base_backups')
-          .values({ id: b.baseId, branch_id: b.branchId, history_id: b.historyId, host_id: i.hostId, driver: b.driver, start_lsn: b.startLsn, end_lsn: b.endLsn, timeline: b.timeline, taken_at: b.takenAt })
+          .values({ id: b.baseId, branch_id: b.branchId, history_id: b.historyId, host_id: i.hostId, driver: b.driver, start_lsn: b.startLsn, end_lsn: b.endLsn, timeline: b.timeline, taken_at: b.takenAt, parent_base_id: b.parentBaseId ?? null })
           .onConflict((oc) => oc.column('id').doNothing())
           .execute();
         await insertBackup(tx, { id: i.backupId, projectId: i.projectId, branchId: b.branchId, historyId: b.historyId, name: `scheduled-${b.takenAt}`, kind: 'scheduled', lsn: b.endLsn, timeline: b.timeline, baseId: b.baseId });
@@ -563,7 +563,7 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
           hostId: b.host_id,
           windowStart,
           histories: histories.map((h) => ({ historyId: h.history_id, startedAt: iso(h.started_at), endedAt: h.ended_at ? iso(h.ended_at) : null })),
-          bases: (await branchBases(db, b.id)).map((x) => ({ id: x.id, historyId: x.history_id, startLsn: x.start_lsn, endLsn: x.end_lsn, takenAt: iso(x.taken_at), timeline: x.timeline })),
+          bases: (await branchBases(db, b.id)).map((x) => ({ id: x.id, historyId: x.history_id, startLsn: x.start_lsn, endLsn: x.end_lsn, takenAt: iso(x.taken_at), timeline: x.timeline, parentId: x.parent_base_id })),
           namedBackups: named.map((n) => ({ historyId: n.history_id, lsn: n.lsn })),
           forkPoints: children.flatMap((c) => {
             const historyId = historyAtTime(c.created_at);

@@ -236,6 +236,12 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('compute_events').addColumn('compute_cu', 'float8').execute();
     },
   },
+  '0010_incremental_bases': {
+    async up(db) {
+      // An incremental base (Postgres 17+, copy driver) is restorable only with the bases it builds on.
+      await db.schema.alterTable('base_backups').addColumn('parent_base_id', 'text', (c) => c.references('base_backups.id')).execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

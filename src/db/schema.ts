@@ -87,6 +87,8 @@ export interface BaseBackupsTable {
   end_lsn: string;
   timeline: number;
   taken_at: Timestamp;
+  /** The earlier base an incremental one holds the changes since; null for a full base. */
+  parent_base_id: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export type BackupKind = 'named' | 'scheduled';

@@ -19,6 +19,8 @@ export interface BaseRow {
   startLsn: string;
   endLsn: string;
   takenAt: string;
+  /** An incremental base: the base it holds the changes since, needed to restore it. */
+  parentId?: string | null;
 }
 
 export interface CommitRow {

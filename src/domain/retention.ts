@@ -43,13 +43,19 @@ export function planRetention(r: RetentionInput): RetentionPlan {
       const b = baseForLsn(bases, h.historyId, p.lsn);
       if (b) keep.add(b.id);
     }
+    // What restores start from; WAL is needed from the oldest of them on.
+    const restorable = bases.filter((b) => keep.has(b.id));
+    // An incremental base is restorable only with the chain it builds on, however old.
+    const byId = new Map(bases.map((b) => [b.id, b]));
+    for (const b of restorable) {
+      for (let p = b.parentId ? byId.get(b.parentId) : undefined; p && !keep.has(p.id); p = p.parentId ? byId.get(p.parentId) : undefined) keep.add(p.id);
+    }
     for (const b of bases) if (!keep.has(b.id)) plan.removeBases.push({ id: b.id, historyId: h.historyId });
-    const kept = bases.filter((b) => keep.has(b.id));
-    if (!kept.length) {
+    if (!restorable.length) {
       if (h.endedAt !== null) plan.removeHistories.push(h.historyId);
       continue;
     }
-    const oldest = kept.reduce((a, b) => (compareLsn(a.startLsn, b.startLsn) <= 0 ? a : b));
+    const oldest = restorable.reduce((a, b) => (compareLsn(a.startLsn, b.startLsn) <= 0 ? a : b));
     plan.pruneWal.push({ historyId: h.historyId, timeline: oldest.timeline, keepFromLsn: oldest.startLsn });
   }
   return plan;

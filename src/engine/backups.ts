@@ -33,7 +33,19 @@ export interface BaseInfo {
   endLsn: string;
   timeline: number;
   takenAt: string;
+  /**
+   * An incremental base (Postgres 17+, copy driver) holds only what changed since this earlier
+   * base of the same history; restoring it combines the chain (pg_combinebackup).
+   */
+  parentBaseId?: string;
+  /** Incrementals between it and its full base: 0 for a full base. */
+  chainLength?: number;
 }
+
+/** A full base after this many incrementals on top of each other (the default): bounds a restore's combine. */
+export const INCREMENTAL_CHAIN_MAX = 6;
+/** The most any configuration may chain. */
+const CHAIN_LIMIT = 30;
 
 /** Where a history stands: its archive, timeline and the LSN its WAL reaches. */
 export interface HistoryEnd {
@@ -71,6 +83,7 @@ export async function takeBranchBase(
   baseId: string,
   compute: RunningCompute | undefined,
   long: Pick<LongRunOptions, 'signal'> = {},
+  chainMax = INCREMENTAL_CHAIN_MAX,
 ): Promise<BaseInfo> {
   const dataDir = layout.branchDataDir(branchId);
   const pg = await pgs.forDataDir(dataDir);
@@ -85,7 +98,21 @@ export async function takeBranchBase(
   await ensureOwnedDir(path.dirname(dir), pg.user, 0o700);
   const running = await isRunning(pg, dataDir);
   if (running && !compute) throw new Error(`branch ${branchId} is running: a base of it needs its compute's socket and port`);
-  const { lsn, endLsn } = await takeBase(pg, driver, { dataDir, running, socketDir: compute?.socketDir ?? '', port: compute?.port ?? 0 }, dir, long);
+  const source = { dataDir, running, socketDir: compute?.socketDir ?? '', port: compute?.port ?? 0 };
+  const parent = driver === 'copy' && running && pg.major >= 17 && chainMax > 0 ? await incrementalParent(layout, branchId, historyId, chainMax) : undefined;
+  let taken: { lsn: string; endLsn: string } | undefined;
+  if (parent) {
+    try {
+      taken = await takeBase(pg, driver, source, dir, long, path.join(layout.baseDir(branchId, historyId, parent.baseId), 'backup_manifest'));
+    } catch (err) {
+      // The server's WAL summaries do not reach back to the parent (summarize_wal was off then,
+      // or they were removed): a full base instead.
+      if (long.signal?.aborted) throw err;
+      await removeDataDir(dir);
+    }
+  }
+  const { lsn, endLsn } = taken ?? (await takeBase(pg, driver, source, dir, long));
+  const incremental = taken && parent;
   const info: BaseInfo = {
     baseId,
     branchId,
@@ -95,9 +122,47 @@ export async function takeBranchBase(
     endLsn,
     timeline: await controlTimeline(pgs, dir),
     takenAt: new Date().toISOString(),
+    ...(incremental ? { parentBaseId: incremental.baseId, chainLength: (incremental.chainLength ?? 0) + 1 } : { chainLength: 0 }),
   };
   await writeFileAtomic(baseInfoFile(dir), JSON.stringify(info), undefined);
   return info;
+}
+
+/** The bases of a history on this host, as recorded next to them. */
+async function historyBases(layout: HostLayout, branchId: string, historyId: string): Promise<BaseInfo[]> {
+  const dir = path.dirname(layout.baseDir(branchId, historyId, 'x'));
+  const out: BaseInfo[] = [];
+  for (const f of (await fsp.readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.json'))) {
+    const info = await readBase(path.join(dir, f.slice(0, -'.json'.length)));
+    if (info) out.push(info);
+  }
+  return out;
+}
+
+/**
+ * What a new base can build on: the history's newest base, when it was taken by pg_basebackup
+ * (it has a manifest; a copy of a stopped compute has none) and its chain is not at the limit.
+ * Retention always keeps the newest base of the current history, so it stays while this runs.
+ */
+async function incrementalParent(layout: HostLayout, branchId: string, historyId: string, chainMax: number): Promise<BaseInfo | undefined> {
+  const newest = (await historyBases(layout, branchId, historyId)).sort((a, b) => compareLsn(b.endLsn, a.endLsn))[0];
+  if (!newest || (newest.chainLength ?? 0) >= chainMax) return undefined;
+  const manifest = path.join(layout.baseDir(branchId, historyId, newest.baseId), 'backup_manifest');
+  return (await exists(manifest)) ? newest : undefined;
+}
+
+/** The base directories a restore from this base reads: its full base first, itself last. */
+export async function baseChain(layout: HostLayout, branchId: string, historyId: string, baseId: string): Promise<string[]> {
+  const chain: string[] = [];
+  for (let id: string | undefined = baseId; id; ) {
+    const dir = layout.baseDir(branchId, historyId, id);
+    const info = await readBase(dir);
+    if (!info) throw new Error(`base ${id} of branch ${branchId} (history ${historyId}) is not on this host${chain.length ? `: the chain of base ${baseId} is broken` : ''}`);
+    chain.unshift(dir);
+    if (chain.length > CHAIN_LIMIT + 1) throw new Error(`the chain of base ${baseId} is longer than ${CHAIN_LIMIT + 1}`);
+    id = info.parentBaseId;
+  }
+  return chain;
 }
 
 async function readBase(dir: string): Promise<BaseInfo | undefined> {

@@ -5,7 +5,7 @@ import { ensureOwnedDir, exists, writeFileAtomic } from './fs';
 import { createDataDir, removeDataDir, StorageDriver } from './storage';
 import { initCluster, isRunning, RecoverySettings } from './cluster';
 import type { PgInstalls } from './pgInstalls';
-import { forkDataDir } from './fork';
+import { combineBases, forkDataDir } from './fork';
 import { readHistoryId, startHistory } from './walArchive';
 import type { SpareClusters } from './spareClusters';
 import { killGroup, groupAlive, LongRunOptions, OsUser } from './exec';
@@ -34,6 +34,8 @@ interface ForkOrigin {
   label: string;
   dataDir: string;
   endpoint?: { endpointId: string; port: number };
+  /** An incremental base: the chain to combine (full base first), instead of a copy of dataDir. */
+  combine?: string[];
 }
 
 /**
@@ -141,8 +143,9 @@ export class BranchData {
    * The child's data dir as a copy of a base backup, set to replay WAL (`recovery`) at its first
    * start: a restore or a branch at a past point. A finished copy is kept.
    */
-  fromBase(baseDir: string, childBranchId: string, recovery: RecoverySettings, long: Pick<LongRunOptions, 'signal'> = {}): Promise<ForkResult> {
-    return this.forkFrom({ label: `base:${path.basename(baseDir)}`, dataDir: baseDir }, childBranchId, recovery, long);
+  fromBase(chain: string[], childBranchId: string, recovery: RecoverySettings, long: Pick<LongRunOptions, 'signal'> = {}): Promise<ForkResult> {
+    const baseDir = chain[chain.length - 1];
+    return this.forkFrom({ label: `base:${path.basename(baseDir)}`, dataDir: baseDir, ...(chain.length > 1 && { combine: chain }) }, childBranchId, recovery, long);
   }
 
   /** `replaysHistory`: a standby, which keeps replaying that history instead of starting one. */
@@ -174,14 +177,16 @@ export class BranchData {
     await removeDataDir(dir);
     const driver = await this.driver();
     // The child is the parent's major: its data is the parent's, PG_VERSION included.
-    const pg = await this.pgs.forDataDir(origin.dataDir);
-    const running = await isRunning(pg, origin.dataDir);
+    // An incremental base has no PG_VERSION of its own; its full base has.
+    const pg = await this.pgs.forDataDir(origin.combine?.[0] ?? origin.dataDir);
+    const running = !origin.combine && (await isRunning(pg, origin.dataDir));
     if (running && !origin.endpoint) {
       throw new Error(`${origin.label} is running: forking it needs its endpoint (id and port)`);
     }
     const lockFile = this.copyLockFile(childBranchId);
     try {
-      const { lsn } = await forkDataDir(
+      const spawned = { signal: long.signal, onSpawn: (pgid: number) => writeFileAtomic(lockFile, JSON.stringify({ pgid }), undefined) };
+      const { lsn } = origin.combine ? await combineBases(pg, origin.combine, dir, spawned) : await forkDataDir(
         pg,
         driver,
         {
@@ -191,7 +196,7 @@ export class BranchData {
           port: origin.endpoint?.port ?? 0,
         },
         dir,
-        { signal: long.signal, onSpawn: (pgid) => writeFileAtomic(lockFile, JSON.stringify({ pgid }), undefined) },
+        spawned,
       );
       if (recovery) await writeRecovery(dir, recovery, pg.user);
       // The fork writes a history of its own from here on; the parent's archive is not its. A

@@ -95,6 +95,8 @@ export function renderRuntimeConf(pg: PgInstall, s: RuntimeSettings): string {
     ...(s.walArchiveDir
       ? { archive_mode: 'on', archive_library: 'basic_archive', 'basic_archive.archive_directory': s.walArchiveDir }
       : { archive_mode: 'off' }),
+    // WAL summaries let a base of a read-write compute copy only what changed since the last one (17+).
+    ...(s.walArchiveDir && pg.major >= 17 ? { summarize_wal: 'on' } : {}),
     ...(s.recovery ? recoveryGucs(s.recovery) : {}),
     // A fork starts with crash recovery; syncfs makes that start ~10x faster than walking every file.
     recovery_init_sync_method: 'syncfs',

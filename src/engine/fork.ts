@@ -75,11 +75,13 @@ export async function takeBase(
   source: ForkSource,
   baseDir: string,
   long: Pick<LongRunOptions, 'signal' | 'onSpawn'> = {},
+  /** The manifest of an earlier base of the same history: only what changed since is copied (17+, running, copy driver). */
+  incrementalFrom?: string,
 ): Promise<{ lsn: string; endLsn: string }> {
   if (await exists(baseDir)) throw new Error(`cannot take a base into ${baseDir}: it already exists`);
   await refuseTablespaces(source.dataDir);
   try {
-    return driver === 'btrfs' ? await forkBtrfs(pg, source, baseDir, true) : await forkCopy(pg, source, baseDir, long);
+    return driver === 'btrfs' ? await forkBtrfs(pg, source, baseDir, true) : await forkCopy(pg, source, baseDir, long, incrementalFrom);
   } catch (err) {
     await removeDataDir(baseDir).catch(() => undefined);
     throw err;
@@ -106,7 +108,8 @@ async function forkBtrfs(pg: PgInstall, source: ForkSource, childDir: string, re
   return { lsn, endLsn };
 }
 
-async function forkCopy(pg: PgInstall, source: ForkSource, childDir: string, long: Pick<LongRunOptions, 'signal' | 'onSpawn'>): Promise<ForkLsns> {
+async function forkCopy(pg: PgInstall, source: ForkSource, childDir: string, long: Pick<LongRunOptions, 'signal' | 'onSpawn'>, incrementalFrom?: string): Promise<ForkLsns> {
+  if (incrementalFrom && !source.running) throw new Error('an incremental base needs a running compute (its WAL summaries)');
   if (source.running) {
     await runLong(
       pgBin(pg, 'pg_basebackup'),
@@ -121,6 +124,7 @@ async function forkCopy(pg: PgInstall, source: ForkSource, childDir: string, lon
         // The manifest is read only for its WAL range; file checksums would cost a pass over the data.
         '--manifest-checksums=NONE',
         '-w',
+        ...(incrementalFrom ? [`--incremental=${incrementalFrom}`] : []),
       ],
       { user: pg.user, timeoutMs: COPY_TIMEOUT_MS, ...long },
     );
@@ -134,6 +138,26 @@ async function forkCopy(pg: PgInstall, source: ForkSource, childDir: string, lon
   await run('sync', ['-f', childDir]);
   const lsn = await checkpointLsn(pg, childDir);
   return { lsn, endLsn: lsn };
+}
+
+/**
+ * A full data dir from a chain of bases (a full one, then incrementals, oldest first) with
+ * pg_combinebackup (17+), startable like a fork of a stopped source: it recovers from the last
+ * base's backup_label, reading WAL from the archive.
+ */
+export async function combineBases(pg: PgInstall, chain: string[], childDir: string, long: Pick<LongRunOptions, 'signal' | 'onSpawn'> = {}): Promise<{ lsn: string; endLsn: string }> {
+  if (await exists(childDir)) throw new Error(`cannot combine into ${childDir}: it already exists`);
+  try {
+    // Into a directory it creates; one syncfs afterwards instead of its per-file fsync.
+    await runLong(pgBin(pg, 'pg_combinebackup'), ['-o', childDir, '--no-sync', '--', ...chain], { user: pg.user, timeoutMs: COPY_TIMEOUT_MS, ...long });
+    await runLong('sync', ['-f', childDir], { signal: long.signal });
+    const lsn = await backupLsn(childDir);
+    await makeStartable(pg, childDir);
+    return { lsn, endLsn: lsn };
+  } catch (err) {
+    await removeDataDir(childDir).catch(() => undefined);
+    throw err;
+  }
 }
 
 /** As the compute user, so the copy is owned by it whether or not we run as root. */

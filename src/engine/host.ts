@@ -17,7 +17,7 @@ import { pgSettingsForCu, resourceLimitsForCu } from '../domain/sizing';
 import type { LongRunOptions } from './exec';
 import type { PgInstalls } from './pgInstalls';
 import { pendingRecovery, ForkResult } from './branchData';
-import { BaseInfo, HistoryEnd, historyCommits, historyEnd, lastCommitBefore, pruneHistory, removeBase, removeHistory, takeBranchBase } from './backups';
+import { BaseInfo, baseChain, INCREMENTAL_CHAIN_MAX, HistoryEnd, historyCommits, historyEnd, lastCommitBefore, pruneHistory, removeBase, removeHistory, takeBranchBase } from './backups';
 import type { TransactionEnd } from './walArchive';
 import { raiseToMinimums, replicationStatus, standbyConninfo, standbyMinimums, type ReplicationStatus } from './replication';
 import { archiveDir, clearArchivedEnd, ensureArchiveDir, ensureHistory, restoreCommand, switchSegment, writeArchivedEnd } from './walArchive';
@@ -57,6 +57,15 @@ export interface EndpointSpec {
 
 const DEFAULT_CU = 0.25;
 
+export interface HostOptions {
+  /** Ready clusters kept per major for new root branches (see SpareClusters); 0: none. */
+  spareClusters?: number;
+  /** Incremental bases on top of a full one before the next full one (17+, copy driver); 0: only full bases. */
+  incrementalChainMax?: number;
+  /** Failures of background work (a spare cluster's initdb): logged by the stack. */
+  onBackgroundError?: (err: unknown) => void;
+}
+
 /**
  * One machine's Postgres work: the compute processes' lifecycle, over the branch data (see
  * BranchData) and the host's ports (PortRegistry). Usable without Temporal and without the
@@ -80,11 +89,9 @@ export class HostEngine {
     /** Per-endpoint CPU and memory limits; a no-op limiter where the host has no usable cgroups. */
     readonly limiter: CgroupLimiter = new CgroupLimiter({ version: 'none', writable: false, reason: 'not configured' }),
     portRange: { min: number; max: number } = { min: 56000, max: 56999 },
-    /** Ready clusters kept per major for new root branches (see SpareClusters); 0: none. */
-    spareClusters = 0,
-    onBackgroundError: (err: unknown) => void = () => undefined,
+    readonly options: HostOptions = {},
   ) {
-    this.spares = new SpareClusters(layout, pgs, () => this.driver(), spareClusters, onBackgroundError);
+    this.spares = new SpareClusters(layout, pgs, () => this.driver(), options.spareClusters ?? 0, options.onBackgroundError);
     this.branches = new BranchData(layout, pgs, () => this.driver(), this.spares);
     this.ports = new PortRegistry(layout, portRange);
     this.imports = new DatabaseImports(layout, pgs);
@@ -305,7 +312,7 @@ export class HostEngine {
 
   /** A base backup of the branch's current history (see backups.ts). */
   async takeBase(branchId: string, baseId: string, endpoint?: { endpointId: string; port: number }, long?: Pick<LongRunOptions, 'signal'>): Promise<BaseInfo> {
-    return takeBranchBase(this.layout, this.pgs, await this.driver(), branchId, baseId, this.compute(endpoint), long);
+    return takeBranchBase(this.layout, this.pgs, await this.driver(), branchId, baseId, this.compute(endpoint), long, this.options.incrementalChainMax ?? INCREMENTAL_CHAIN_MAX);
   }
 
   removeBase(b: { branchId: string; historyId: string; baseId: string }): Promise<void> {
@@ -327,15 +334,16 @@ export class HostEngine {
 
   /**
    * A new branch's data as the source history stood just before `targetLsn`: a copy of the base
-   * that replays the source's archive at its first start, then promotes.
+   * (or of its chain, combined, for an incremental one) that replays the source's archive at
+   * its first start, then promotes.
    */
-  restoreBranchData(
+  async restoreBranchData(
     i: { sourceBranchId: string; historyId: string; baseId: string; childBranchId: string; targetLsn: string },
     long?: Pick<LongRunOptions, 'signal'>,
   ): Promise<ForkResult> {
-    const base = this.layout.baseDir(i.sourceBranchId, i.historyId, i.baseId);
+    const chain = await baseChain(this.layout, i.sourceBranchId, i.historyId, i.baseId);
     const recovery = { restoreCommand: restoreCommand(archiveDir(this.layout, { branchId: i.sourceBranchId, historyId: i.historyId })), targetLsn: i.targetLsn };
-    return this.branches.fromBase(base, i.childBranchId, recovery, long);
+    return this.branches.fromBase(chain, i.childBranchId, recovery, long);
   }
 
   pruneHistory(i: { branchId: string; historyId: string; timeline: number; keepFromLsn: string }): Promise<void> {

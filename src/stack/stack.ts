@@ -203,7 +203,7 @@ export class Stack {
     this.engine = new HostEngine(new HostLayout(c.dataDir), pgs, c.storageDriver, this.roles.worker ? await CgroupLimiter.create() : undefined, {
       min: c.computePortMin,
       max: c.computePortMax,
-    }, c.spareClusters, (err) => this.logger.warn({ err }, 'could not make a spare cluster'));
+    }, { spareClusters: c.spareClusters, incrementalChainMax: c.backups.incrementalChainMax, onBackgroundError: (err) => this.logger.warn({ err }, 'could not make a spare cluster') });
     if (this.roles.worker) {
       if (!this.engine.limiter.enforced) this.logger.warn({ reason: this.engine.limiter.reason }, 'compute CPU and memory limits are not enforced on this host');
       await this.engine.prepare();
