@@ -26,6 +26,7 @@ interface LoadResult {
   requests: number;
   failures: number;
   seconds: number;
+  cpu_ms: number;
   latencies_ms: { median: number; p95: number };
 }
 
@@ -52,28 +53,45 @@ async function main() {
     };
     const rps: Record<string, number[]> = {};
     const lat: Record<string, number[]> = {};
-    const record = (name: string, r: LoadResult) => {
+    // CPU per request: of the load generator (the client) and of this process (API or proxy).
+    const clientUs: Record<string, number[]> = {};
+    const stackUs: Record<string, number[]> = {};
+    const record = (name: string, r: LoadResult, stackCpuMs: number) => {
       (rps[name] ??= []).push(r.requests / r.seconds);
       (lat[name] ??= []).push(r.latencies_ms.median);
+      (clientUs[name] ??= []).push((r.cpu_ms * 1000) / r.requests);
+      (stackUs[name] ??= []).push((stackCpuMs * 1000) / r.requests);
       process.stderr.write(`[sql-api] ${name}: ${(r.requests / r.seconds).toFixed(0)} rps, median ${r.latencies_ms.median.toFixed(2)} ms, p95 ${r.latencies_ms.p95.toFixed(2)} ms${r.failures ? `, ${r.failures} failures` : ''}\n`);
     };
     for (let rep = 0; rep < REPS; rep++) {
       for (const clients of CLIENTS) {
         // Alternate which path goes first.
         const order = rep % 2 ? (['wire', 'http'] as const) : (['http', 'wire'] as const);
-        for (const mode of order) record(`${mode} ${clients}`, await load(jobs[mode](clients)));
+        for (const mode of order) {
+          const cpu0 = process.cpuUsage();
+          const r = await load(jobs[mode](clients));
+          const cpu = process.cpuUsage(cpu0);
+          // Includes the generator's warm-up and start; a fraction of a percent of the run.
+          record(`${mode} ${clients}`, r, (cpu.user + cpu.system) / 1000);
+        }
       }
     }
     console.log(`\nSQL API vs wire protocol: SELECT 1, ${REPS} × ${SECONDS} s per cell, alternating; compute ${CU} CU`);
     console.log(`${loadBefore} at start; ${machineLoad()} at end\n`);
     const rows: string[][] = [];
     for (const clients of CLIENTS) {
-      for (const mode of ['http', 'wire']) {
+      const label = { http: 'POST …/sql', wire: 'pg through the proxy (TLS)' } as const;
+      for (const mode of ['http', 'wire'] as const) {
         const k = `${mode} ${clients}`;
-        rows.push([mode === 'http' ? `POST …/sql, ${clients} client${clients > 1 ? 's' : ''}` : `pg through the proxy (TLS), ${clients} client${clients > 1 ? 's' : ''}`, median(rps[k]).toFixed(0), `${median(lat[k]).toFixed(2)} ms`]);
+        rows.push([
+          `${label[mode]}, ${clients} client${clients > 1 ? 's' : ''}`,
+          median(rps[k]).toFixed(0),
+          `${median(lat[k]).toFixed(2)} ms`,
+          `${median(clientUs[k]).toFixed(0)} / ${median(stackUs[k]).toFixed(0)}`,
+        ]);
       }
     }
-    console.log(table(['path', 'rps (median)', 'latency (median)'], rows));
+    console.log(table(['path', 'rps (median)', 'latency (median)', 'CPU µs per request: client / API or proxy process'], rows));
     console.log('');
     for (const clients of CLIENTS) console.log(`ratio HTTP ÷ wire at ${clients} client${clients > 1 ? 's' : ''}: ${(median(rps[`http ${clients}`]) / median(rps[`wire ${clients}`])).toFixed(2)}${clients === 8 ? ' (target ≥ 0.5)' : ''}`);
   } finally {

@@ -2,7 +2,7 @@
  * The load generator of bench/sql-api, in a process of its own (the stack under test runs in the
  * bench's process: a generator sharing its event loop would slow both paths alike and hide the
  * difference). `node sqlApiLoad.js <json>` with {mode: "http"|"wire", clients, seconds, ...};
- * prints {requests, seconds, latencies_ms: {median, p95}} as JSON.
+ * prints {requests, seconds, cpu_ms (its own CPU while loading), latencies_ms: {median, p95}} as JSON.
  */
 import { Client } from 'pg';
 import http from 'node:http';
@@ -61,6 +61,7 @@ async function main() {
     };
   }
   await warm();
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < job.clients; i++) {
     loops.push(
@@ -83,10 +84,11 @@ async function main() {
   stop = true;
   await Promise.all(loops);
   const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   await Promise.all(clients.map((c) => c.end()));
   latencies.sort((a, b) => a - b);
   const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))];
-  process.stdout.write(JSON.stringify({ requests, failures, seconds, latencies_ms: { median: q(0.5), p95: q(0.95) } }));
+  process.stdout.write(JSON.stringify({ requests, failures, seconds, cpu_ms: (cpu.user + cpu.system) / 1000, latencies_ms: { median: q(0.5), p95: q(0.95) } }));
 }
 
 main().then(
