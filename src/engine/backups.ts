@@ -106,13 +106,12 @@ export async function takeBranchBase(
       taken = await takeBase(pg, driver, source, dir, long, path.join(layout.baseDir(branchId, historyId, parent.baseId), 'backup_manifest'));
     } catch (err) {
       // The server's WAL summaries do not reach back to the parent (summarize_wal was off then,
-      // or they were removed): a full base instead.
+      // or they were removed): a full base instead (takeBase removed the partial one).
       if (long.signal?.aborted) throw err;
-      await removeDataDir(dir);
     }
   }
   const { lsn, endLsn } = taken ?? (await takeBase(pg, driver, source, dir, long));
-  const incremental = taken && parent;
+  const incremental = taken ? parent : undefined;
   const info: BaseInfo = {
     baseId,
     branchId,
@@ -130,7 +129,7 @@ export async function takeBranchBase(
 
 /** The bases of a history on this host, as recorded next to them. */
 async function historyBases(layout: HostLayout, branchId: string, historyId: string): Promise<BaseInfo[]> {
-  const dir = path.dirname(layout.baseDir(branchId, historyId, 'x'));
+  const dir = layout.historyBasesDir(branchId, historyId);
   const out: BaseInfo[] = [];
   for (const f of (await fsp.readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.json'))) {
     const info = await readBase(path.join(dir, f.slice(0, -'.json'.length)));
@@ -254,7 +253,7 @@ export async function pruneHistory(layout: HostLayout, pgs: PgInstalls, branchId
 
 /** Removes a whole history of the branch (its archive and bases); never the current one. */
 export async function removeHistory(layout: HostLayout, branchId: string, historyId: string): Promise<void> {
-  const bases = path.join(layout.basesDir, branchId, historyId);
+  const bases = layout.historyBasesDir(branchId, historyId);
   for (const b of await fsp.readdir(bases).catch(() => [] as string[])) {
     if (!b.endsWith('.json')) await removeBase(layout, branchId, historyId, b);
   }

@@ -43,7 +43,11 @@ export class HostLayout {
   get basesDir() {
     return path.join(this.branchesDir, '_bases');
   }
+  /** The bases of one history of the branch, each with its <baseId>.json beside it. */
+  historyBasesDir(branchId: string, historyId: string) {
+    return path.join(this.basesDir, branchId, historyId);
+  }
   baseDir(branchId: string, historyId: string, baseId: string) {
-    return path.join(this.basesDir, branchId, historyId, baseId);
+    return path.join(this.historyBasesDir(branchId, historyId), baseId);
   }
 }
