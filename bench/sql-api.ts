@@ -1,6 +1,7 @@
 /**
  * The SQL API against the wire protocol: requests per second and median latency of
- * POST …/endpoints/{id}/sql {"query":"SELECT 1"} (HTTP keep-alive, one connection per client)
+ * POST …/endpoints/{id}/sql {"query":"SELECT 1"} (HTTP keep-alive, one connection per client, with
+ * undici — the client under Node's fetch — and with node:http's client)
  * beside the same statement sent by node-postgres through the proxy (TLS, one connection per
  * client), at 1 and 8 concurrent clients, alternating, in one run. The load runs in a process of
  * its own (bench/sqlApiLoad.ts); the stack (API, proxy, compute) runs in this one.
@@ -49,6 +50,7 @@ async function main() {
     const url = `${b.api}/v1/projects/${project.id}/endpoints/${project.endpoint_id}/sql`;
     const jobs = {
       http: (clients: number) => ({ mode: 'http', clients, seconds: SECONDS, url, key: b.key }),
+      undici: (clients: number) => ({ mode: 'undici', clients, seconds: SECONDS, url, key: b.key }),
       wire: (clients: number) => ({ mode: 'wire', clients, seconds: SECONDS, connectionString: project.connection_string, ca: b.ca }),
     };
     const rps: Record<string, number[]> = {};
@@ -66,7 +68,7 @@ async function main() {
     for (let rep = 0; rep < REPS; rep++) {
       for (const clients of CLIENTS) {
         // Alternate which path goes first.
-        const order = rep % 2 ? (['wire', 'http'] as const) : (['http', 'wire'] as const);
+        const order = rep % 2 ? (['wire', 'undici', 'http'] as const) : (['http', 'undici', 'wire'] as const);
         for (const mode of order) {
           const cpu0 = process.cpuUsage();
           const r = await load(jobs[mode](clients));
@@ -80,8 +82,8 @@ async function main() {
     console.log(`${loadBefore} at start; ${machineLoad()} at end\n`);
     const rows: string[][] = [];
     for (const clients of CLIENTS) {
-      const label = { http: 'POST …/sql', wire: 'pg through the proxy (TLS)' } as const;
-      for (const mode of ['http', 'wire'] as const) {
+      const label = { http: 'POST …/sql (node:http client)', undici: 'POST …/sql (undici client)', wire: 'pg through the proxy (TLS)' } as const;
+      for (const mode of ['http', 'undici', 'wire'] as const) {
         const k = `${mode} ${clients}`;
         rows.push([
           `${label[mode]}, ${clients} client${clients > 1 ? 's' : ''}`,
@@ -93,7 +95,11 @@ async function main() {
     }
     console.log(table(['path', 'rps (median)', 'latency (median)', 'CPU µs per request: client / API or proxy process'], rows));
     console.log('');
-    for (const clients of CLIENTS) console.log(`ratio HTTP ÷ wire at ${clients} client${clients > 1 ? 's' : ''}: ${(median(rps[`http ${clients}`]) / median(rps[`wire ${clients}`])).toFixed(2)}${clients === 8 ? ' (target ≥ 0.5)' : ''}`);
+    for (const clients of CLIENTS) {
+      const wire = median(rps[`wire ${clients}`]);
+      const ratio = (m: string) => (median(rps[`${m} ${clients}`]) / wire).toFixed(2);
+      console.log(`ratio HTTP ÷ wire at ${clients} client${clients > 1 ? 's' : ''}: undici ${ratio('undici')}, node:http ${ratio('http')}${clients === 8 ? ' (target ≥ 0.5)' : ''}`);
+    }
   } finally {
     await b.stop();
   }

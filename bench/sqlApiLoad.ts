@@ -6,9 +6,11 @@
  */
 import { Client } from 'pg';
 import http from 'node:http';
+import { Pool } from 'undici';
 
 interface Job {
-  mode: 'http' | 'wire';
+  /** http: node:http's client; undici: the client under Node's fetch; wire: pg through the proxy. */
+  mode: 'http' | 'undici' | 'wire';
   clients: number;
   seconds: number;
   url?: string;
@@ -44,6 +46,20 @@ async function main() {
         req.on('error', reject);
         req.end(body);
       });
+    warm = async () => {
+      await Promise.all(Array.from({ length: job.clients }, () => one(0)));
+    };
+  } else if (job.mode === 'undici') {
+    // One kept-alive connection per client, no pipelining: a request waits for its answer.
+    const url = new URL(job.url!);
+    const pool = new Pool(url.origin, { connections: job.clients, pipelining: 1 });
+    const body = JSON.stringify({ query: 'SELECT 1' });
+    const headers = { authorization: `Bearer ${job.key}`, 'content-type': 'application/json' };
+    one = async () => {
+      const res = await pool.request({ path: url.pathname, method: 'POST', headers, body });
+      const text = await res.body.text();
+      if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
+    };
     warm = async () => {
       await Promise.all(Array.from({ length: job.clients }, () => one(0)));
     };
