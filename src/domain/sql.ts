@@ -65,6 +65,14 @@ export async function validateSql(sql: string): Promise<SqlValidation> {
  * {@link SqlScriptError}.
  */
 export async function splitStatements(sql: string): Promise<string[]> {
+  return (await statementTrees(sql)).map((s) => s.text);
+}
+
+/**
+ * The statements of a script with their parse trees (libpg-query's JSON, `{ AlterTableStmt: … }`),
+ * as {@link splitStatements} delimits them; a script it rejects throws {@link SqlScriptError}.
+ */
+export async function statementTrees(sql: string): Promise<{ text: string; node: Record<string, unknown> }[]> {
   if (sql.trim() === '') return [];
   const parsed = await parseScript(sql);
   if (!parsed.ok) throw new SqlScriptError(parsed);
@@ -72,9 +80,8 @@ export async function splitStatements(sql: string): Promise<string[]> {
   return parsed.stmts.map((s) => {
     // Protobuf JSON omits zero values: no location means offset 0, no length means "to the end".
     const startByte = s.stmt_location ?? 0;
-    const start = toIndex(startByte);
     const end = s.stmt_len ? toIndex(startByte + s.stmt_len) : sql.length;
-    return sql.slice(start, end).trim();
+    return { text: sql.slice(toIndex(startByte), end).trim(), node: (s.stmt ?? {}) as Record<string, unknown> };
   });
 }
 
