@@ -83,6 +83,12 @@ export interface CatalogDeps {
 }
 
 /** Control-plane catalog work. Every activity is idempotent: Temporal may run it twice. */
+
+/** The history of a branch that was current at a moment (histories oldest first). */
+function historyCurrentAt(histories: { history_id: string; started_at: Date | string; ended_at: Date | string | null }[], t: Date | string): string | undefined {
+  return histories.filter((h) => new Date(h.started_at) <= new Date(t) && (!h.ended_at || new Date(t) < new Date(h.ended_at))).at(-1)?.history_id;
+}
+
 export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogDeps) {
   async function recordEvent(endpointId: string, event: ComputeEvent, detail?: unknown, exec: Db = db): Promise<void> {
     const ep = await exec.selectFrom('endpoints').select(['project_id', 'compute_cu']).where('id', '=', endpointId).executeTakeFirst();
@@ -541,6 +547,18 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       }
     },
 
+    /**
+     * Where a branch left its parent: the parent's LSN and the parent's history current when the
+     * branch was made (what retention keeps for it). A root branch has none.
+     */
+    async forkPoint(branchId: string): Promise<{ parentBranchId: string; lsn: string; historyId?: string }> {
+      const b = await db.selectFrom('branches').select(['parent_id', 'parent_lsn', 'created_at']).where('id', '=', branchId).executeTakeFirst();
+      if (!b) throw failure('NotFound', `branch ${branchId} does not exist`);
+      if (!b.parent_id || !b.parent_lsn) throw failure('Invalid', `branch ${branchId} has no parent to merge into`);
+      const historyId = historyCurrentAt(await branchHistories(db, b.parent_id), b.created_at);
+      return { parentBranchId: b.parent_id, lsn: b.parent_lsn, ...(historyId ? { historyId } : {}) };
+    },
+
     /** Branches with base backups, and for each what retention must keep (see domain/retention). */
     async retentionInputs(retentionDays: number): Promise<({ branchId: string; hostId: string } & RetentionInput)[]> {
       const windowStart = new Date(Date.now() - retentionDays * 86_400_000).toISOString();
@@ -554,8 +572,7 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       const out: ({ branchId: string; hostId: string } & RetentionInput)[] = [];
       for (const b of branches) {
         const histories = await branchHistories(db, b.id);
-        const historyAtTime = (t: Date | string) =>
-          histories.filter((h) => new Date(h.started_at) <= new Date(t) && (!h.ended_at || new Date(t) < new Date(h.ended_at))).at(-1)?.history_id;
+        const historyAtTime = (t: Date | string) => historyCurrentAt(histories, t);
         const named = await db.selectFrom('backups').select(['history_id', 'lsn']).where('branch_id', '=', b.id).where('kind', '=', 'named').execute();
         const children = await db.selectFrom('branches').select(['parent_lsn', 'created_at']).where('parent_id', '=', b.id).where('parent_lsn', 'is not', null).execute();
         out.push({

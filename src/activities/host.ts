@@ -10,13 +10,57 @@ import { decryptSecret } from '../domain/secrets';
 import { parseSourceDsn, scrubSecret, SourceDsn } from '../domain/sourceDsn';
 import { ImportError, ImportResult } from '../engine/imports';
 import type { SourceInspection } from '../engine/sourceInspect';
-import { USER_ROLE } from '../domain/roles';
+import { SYSTEM_ROLE, USER_ROLE } from '../domain/roles';
 import { failure } from '../operations/failures';
 import { withFaults } from './faults';
 import { HistoryGapError, type BaseInfo, type HistoryEnd } from '../engine/backups';
 import { baseForLsn, baseForTime, BaseRow, HistoryRow, historyAt, lsnForTime, parseTimestampMicros } from '../domain/restoreTarget';
 import { compareLsn, normalizeLsn } from '../domain/lsn';
 import { archiverStats } from '../engine/walArchive';
+import { Client } from 'pg';
+import { schemaDiff, type DiffDatabase } from '../engine/schemaDiff';
+import { statementTrees } from '../domain/sql';
+import { classifyStatement, planMerge, type ClassifiedStatement, type ClassifyContext, type SchemaMergePlan } from '../domain/schemaMerge';
+
+/** A compute on this host, by its private socket. */
+export interface ComputeSocket {
+  endpointId: string;
+  port: number;
+}
+
+/** The SQLSTATE of a database error, also when a client library wrapped it (error.cause). */
+function sqlstateOf(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return e.code;
+  }
+  return undefined;
+}
+
+/** How long a merge waits for a lock on the parent, and for any one statement. */
+const MERGE_LOCK_TIMEOUT_MS = 10_000;
+const MERGE_STATEMENT_TIMEOUT_MS = 600_000;
+
+/** The parent's column types and table sizes, which decide how hazardous a statement is. */
+async function mergeContext(d: DiffDatabase): Promise<ClassifyContext> {
+  const c = new Client({ host: d.socketDir, port: d.port, user: SYSTEM_ROLE, database: d.database });
+  c.on('error', () => undefined);
+  await c.connect();
+  try {
+    const cols = await c.query<{ k: string; t: string }>(
+      `SELECT n.nspname || '.' || c.relname || '.' || a.attname AS k, format_type(a.atttypid, a.atttypmod) AS t
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND n.nspname NOT IN ('pg_catalog', 'information_schema')`,
+    );
+    const sizes = await c.query<{ k: string; b: string }>(
+      `SELECT n.nspname || '.' || c.relname AS k, pg_total_relation_size(c.oid)::text AS b
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')`,
+    );
+    return { columnTypes: Object.fromEntries(cols.rows.map((r) => [r.k, r.t])), tableBytes: Object.fromEntries(sizes.rows.map((r) => [r.k, Number(r.b)])) };
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
 
 export interface HostDeps {
   engine: HostEngine;
@@ -361,6 +405,75 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
 
     async removeHistory(i: { branchId: string; historyId: string }): Promise<void> {
       await engine.removeHistory(i);
+    },
+
+    /**
+     * A merge's DDL: three diffs of one database (parent → branch, and what each side changed
+     * since the fork point), each statement classified, then the three-way plan. Reads only.
+     */
+    async planSchemaMerge(i: { database: string; forkPoint: ComputeSocket; parent: ComputeSocket; branch: ComputeSocket }): Promise<SchemaMergePlan> {
+      const db = (c: ComputeSocket): DiffDatabase => ({ socketDir: engine.layout.socketDir(c.endpointId), port: c.port, database: i.database });
+      const [fork, parent, branch] = [db(i.forkPoint), db(i.parent), db(i.branch)];
+      let diffs: string[][];
+      try {
+        diffs = [await schemaDiff(parent, branch), await schemaDiff(fork, branch), await schemaDiff(fork, parent)];
+      } catch (err) {
+        if (sqlstateOf(err) === '3D000') throw failure('NotFound', `database ${i.database} does not exist on both sides of the merge`);
+        throw err;
+      }
+      const ctx = await mergeContext(parent);
+      const classify = async (statements: string[]) => {
+        const out: ClassifiedStatement[] = [];
+        for (const sql of statements) {
+          const [tree] = await statementTrees(sql);
+          out.push(classifyStatement(sql, tree?.node ?? {}, ctx));
+        }
+        return out;
+      };
+      const plan = planMerge({ toBranch: await classify(diffs[0]), branchChanges: await classify(diffs[1]), parentChanges: await classify(diffs[2]) });
+      return { statements: plan.apply, keptParentChanges: plan.keptParentChanges, conflicts: plan.conflicts };
+    },
+
+    /**
+     * The merge's statements on the parent as its user role, in one transaction (all or none),
+     * with lock and statement timeouts so a busy table fails the merge instead of stalling it.
+     * A retry after a lost answer first checks whether the commit happened: if a fresh diff no
+     * longer proposes any of the statements, they are in.
+     */
+    async applySchemaMerge(i: { spec: EndpointSpec; passwordSealed: string; database: string; statements: string[]; branch: ComputeSocket }): Promise<{ alreadyApplied: boolean }> {
+      if (Context.current().info.attempt > 1) {
+        const sock = (c: ComputeSocket): DiffDatabase => ({ socketDir: engine.layout.socketDir(c.endpointId), port: c.port, database: i.database });
+        const fresh = new Set(await schemaDiff(sock(i.spec), sock(i.branch)));
+        if (!i.statements.some((s) => fresh.has(s))) return { alreadyApplied: true };
+      }
+      const c = new Client({ host: '127.0.0.1', port: i.spec.port, user: USER_ROLE, password: decryptSecret(i.passwordSealed, secretKey), database: i.database, application_name: 'lampion-merge' });
+      c.on('error', () => undefined);
+      await c.connect();
+      try {
+        await c.query('BEGIN');
+        await c.query(`SET LOCAL lock_timeout = '${MERGE_LOCK_TIMEOUT_MS}ms'`);
+        await c.query(`SET LOCAL statement_timeout = '${MERGE_STATEMENT_TIMEOUT_MS}ms'`);
+        await c.query('SET LOCAL check_function_bodies = off');
+        for (const [n, sql] of i.statements.entries()) {
+          try {
+            await c.query(sql);
+          } catch (err) {
+            const e = err as { code?: string; message: string; position?: string };
+            await c.query('ROLLBACK').catch(() => undefined);
+            if (!e.code || e.code.startsWith('08')) throw err;
+            throw failure('MergeFailed', `statement ${n + 1} of ${i.statements.length} failed on the parent, nothing was applied: ${e.message}`, {
+              statement: sql,
+              index: n,
+              sqlstate: e.code,
+              ...(e.position ? { position: Number(e.position) } : {}),
+            });
+          }
+        }
+        await c.query('COMMIT');
+        return { alreadyApplied: false };
+      } finally {
+        await c.end().catch(() => undefined);
+      }
     },
 
     async bootstrapEndpoint(i: { spec: EndpointSpec; passwordSealed: string }): Promise<{ createRole: boolean }> {

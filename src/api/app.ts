@@ -27,6 +27,7 @@ import { registerResidencyRoutes } from './routes/residency';
 import { registerMetricsRoutes } from './routes/metrics';
 import { registerBackupRoutes } from './routes/backups';
 import { registerReplicaRoutes } from './routes/branches/replicas';
+import { registerMergeRoutes } from './routes/branches/merge';
 import { registerImportRoutes } from './routes/imports';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
@@ -59,6 +60,7 @@ export function createApp(deps: ApiDeps): Koa {
   registerMetricsRoutes(router, registry, deps);
   registerBackupRoutes(router, registry, deps);
   registerReplicaRoutes(router, registry, deps);
+  registerMergeRoutes(router, registry, deps);
   registerImportRoutes(router, registry, deps);
 
   const document = new OpenApiGeneratorV31(registry.definitions).generateDocument({

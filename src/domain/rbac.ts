@@ -27,6 +27,8 @@ export const POLICY = {
   'branch.reset': 'developer',
   'branch.delete': 'developer',
   'branch.restore': 'developer',
+  /** Runs the branch's DDL on its parent (the parent may be production). */
+  'branch.merge': 'developer',
   'replica.read': 'viewer',
   'replica.create': 'developer',
   'replica.delete': 'developer',

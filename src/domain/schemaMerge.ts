@@ -390,3 +390,11 @@ export function planMerge(i: { toBranch: ClassifiedStatement[]; branchChanges: C
   }
   return { apply, destructive: apply.filter((s) => s.destructive), keptParentChanges, conflicts: [...conflicts.values()] };
 }
+
+/** What a merge would do, as the diff step reports it. */
+export interface SchemaMergePlan {
+  /** The branch's changes to apply to the parent, in order (destructive ones flagged). */
+  statements: ClassifiedStatement[];
+  keptParentChanges: ClassifiedStatement[];
+  conflicts: MergeConflict[];
+}

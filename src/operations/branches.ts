@@ -1,4 +1,5 @@
 import { createBranch, resetBranch, deleteBranch } from '../workflows/branches';
+import { mergeBranch } from '../workflows/merges';
 import { defineOperation, workflowIds } from './define';
 
 export const branchCreate = defineOperation({
@@ -27,3 +28,13 @@ export const branchDelete = defineOperation({
 
 /** The TTL sweep's decision: the same workflow as a delete, its own kind in the operator's list. */
 export const branchExpire = defineOperation({ ...branchDelete, kind: 'branch.expire' });
+
+/** A branch's schema merged into its parent: one merge into a parent at a time. */
+export const branchMerge = defineOperation({
+  kind: 'branch.merge',
+  workflow: mergeBranch,
+  workflowId: (i) => workflowIds.merge(i.parentBranchId),
+  projectId: (i) => i.projectId,
+  branchId: (i) => i.branchId,
+  detail: (i) => ({ parent_branch_id: i.parentBranchId, dry_run: i.dryRun, allow_destructive: i.allowDestructive, database: i.database }),
+});

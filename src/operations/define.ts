@@ -44,6 +44,8 @@ export const workflowIds = {
   branch: (branchId: string) => `branch/${branchId}`,
   /** Suspend, resume and resize of one endpoint share it. */
   endpointState: (endpointId: string) => `endpoint-state/${endpointId}`,
+  /** Merges into one parent branch: one at a time (each reads the parent, then changes it). */
+  merge: (parentBranchId: string) => `branch-merge/${parentBranchId}`,
   /** Named restore points and base backups of one branch: one at a time, beside its other operations. */
   branchBackup: (branchId: string) => `branch-backup/${branchId}`,
   /** A check of an import's source: a read, one id per request. */

@@ -20,6 +20,10 @@ export const FAILURE_TYPES = {
   ImportFailed: { retryable: false, httpStatus: 422 },
   /** The database refused a platform step on the user's behalf (details.sqlstate says why). */
   ExtensionRefused: { retryable: false, httpStatus: 409 },
+  /** A merge would overwrite schema changes the parent made since the fork (details.conflicts). */
+  MergeConflict: { retryable: false, httpStatus: 409 },
+  /** The parent refused the merge's DDL; nothing was applied (details: statement, sqlstate). */
+  MergeFailed: { retryable: false, httpStatus: 409 },
   /** The organization's plan allows no more of the resource. */
   PlanLimit: { retryable: false, httpStatus: 403 },
   NoPort: { retryable: false, httpStatus: 500 },

@@ -7,3 +7,4 @@ export { createBackup, takeBaseBackup, restoreBranch, restoreBranchInPlace } fro
 export { createReplica, deleteReplica, resumeReplica } from './replicas';
 export { importDatabase, validateImportSource } from './imports';
 export { readEndpointLog, manageExtension, readEndpointMetrics } from './console';
+export { mergeBranch } from './merges';
