@@ -479,6 +479,34 @@ describe('crashes', () => {
     expect(markers).toEqual(final.status === 'succeeded' ? ['parent'] : ['after-backup', 'parent']);
   });
 
+  test('kill -9 mid merge: the merge settles by itself, applied once, its scratch compute of the fork point gone', async () => {
+    const opFinal = (id: string) =>
+      waitFor(`operation ${id} final`, async () => {
+        const r = await s.request('GET', `/v1/projects/${project.id}/operations/${id}`, { timeoutMs: 2000 }).catch(() => undefined);
+        return r?.status === 200 && r.body.status !== 'running' ? r.body : undefined;
+      }, 90_000, 200);
+    // The fork point is read from a base of the parent's current history (the restore above began a new one).
+    const bk = await s.request('POST', `/v1/projects/${project.id}/backups`, { body: { name: 'before-merge', branch_id: project.branch_id } });
+    expect(bk.status).toBe(202);
+    expect((await opFinal(bk.body.operation_id)).status).toBe('succeeded');
+    const b = await newReadyBranch();
+    await sqlOn(project.id, b.endpointId, 'ALTER TABLE parent_marker ADD COLUMN merged_note text; CREATE INDEX parent_marker_v ON parent_marker (v)');
+    const res = await s.request('POST', `/v1/projects/${project.id}/branches/${b.id}/merge`, { body: {} });
+    expect(res.status).toBe(202);
+    const op: RoundOp = { kind: 'reset', operationId: res.body.operation_id };
+    const deadline = Date.now() + 20_000;
+    while (!(await reached(op, ['restore_fork_point', 'diff', 'apply'])) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await s.kill9();
+    await s.start();
+    const final = await opFinal(res.body.operation_id);
+    recovery['merge'] = { stepAtKill: op.stepAtKill, outcome: final.status };
+    expect(final.status).toBe('succeeded');
+    const cols = await sqlOn(project.id, project.endpoint_id, "SELECT column_name FROM information_schema.columns WHERE table_name = 'parent_marker' ORDER BY ordinal_position");
+    expect(cols.map((r) => r.column_name)).toEqual(['v', 'merged_note']);
+    expect((await sqlOn(project.id, project.endpoint_id, "SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = 'parent_marker_v'"))[0].n).toBe(1);
+    // The scratch compute's data and endpoint dirs are checked with everything else below.
+  });
+
   test('afterwards: no orphan process, data dir, endpoint dir, port, set-aside dir, transitional row or running operation', async () => {
     // eslint-disable-next-line no-console
     console.log('branch crash recovery (ms):', JSON.stringify(recovery, null, 1));

@@ -4,6 +4,7 @@
  * on the parent in one transaction. Schemas are compared with pg_dump --schema-only of both.
  */
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
 import { startTestStack, TestStack } from './support/stack';
 import { psqlOk } from './support/clients';
 import { clientBin } from './support/pg';
@@ -168,6 +169,35 @@ describe('branch merge', () => {
     expect(ok.body.kept_parent_changes.join('\n')).toMatch(/drop table "public"."parent_only"/i);
     expect(await psqlOk(project.connection_string, "SELECT count(*) FROM pg_tables WHERE tablename = 'parent_only'")).toBe('1');
     expect(await psqlOk(project.connection_string, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'bio'")).toBe('1');
+  });
+
+  describe('with a fault injected at a step', () => {
+    let b: any;
+    const setFaults = (...specs: string[]) => {
+      const f = t.stack.config.faultInjection;
+      f.splice(0, f.length, ...specs);
+    };
+    beforeAll(async () => {
+      b = await branch('faults');
+      await psqlOk(b.connection_string, 'CREATE TABLE from_faulty (id int)');
+    });
+    afterEach(() => setFaults());
+
+    it.each(['provisionRestoredCompute:after', 'planSchemaMerge', 'applySchemaMerge'])('%s: the merge fails, the parent is unchanged, the scratch compute is gone', async (fault) => {
+      const before = await schemaOf(project.endpoint_id);
+      setFaults(fault);
+      const res = await merge(b.id, {});
+      expect(res.status).toBe(500);
+      expect(res.body.error.message).toBe(`injected fault in activity ${fault.replace(/:.*$/, '')}`);
+      setFaults();
+      expect(await schemaOf(project.endpoint_id)).toBe(before);
+      const layout = t.stack.engine.layout;
+      expect(branchDirNames(layout).filter((n) => n.startsWith('br-mb'))).toEqual([]);
+      expect(fs.readdirSync(layout.endpointsDir).filter((n) => n.startsWith('ep-mb'))).toEqual([]);
+      expect(postgresUnder(layout.branchesDir).filter((l) => l.includes('br-mb'))).toEqual([]);
+      // Nothing is stuck: the same merge runs now.
+      expect((await merge(b.id, { dry_run: true })).body.sql).toMatch(/from_faulty/);
+    });
   });
 
   it('refuses what cannot be merged, and leaves no scratch compute behind', async () => {
