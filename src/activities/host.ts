@@ -347,7 +347,7 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
       }
       const base = atMicros !== undefined ? baseForTime(i.bases, historyId, atMicros) : baseForLsn(i.bases, historyId, i.target.lsn!);
       if (!base) {
-        throw failure('InvalidRestoreTarget', `no base backup of branch ${i.sourceBranchId} reaches back to ${i.target.timestamp ?? i.target.lsn} (${windowNote}; a new branch's first base is taken right after it is created)`);
+        throw failure('InvalidRestoreTarget', `no base backup of branch ${i.sourceBranchId} reaches back to ${i.target.timestamp ?? i.target.lsn} (${windowNote}; a branch's first base is taken by the backup Schedule, or by its first named backup)`);
       }
       let lsn: string;
       if (atMicros !== undefined) {
