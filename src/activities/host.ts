@@ -18,6 +18,7 @@ import { baseForLsn, baseForTime, BaseRow, HistoryRow, historyAt, lsnForTime, pa
 import { compareLsn, normalizeLsn } from '../domain/lsn';
 import { archiverStats } from '../engine/walArchive';
 import { Client } from 'pg';
+import { replayStatement, topStatements, type ReplayedQuery, type ReplayOptions, type TopStatement } from './replay';
 import { schemaDiff, type DiffDatabase } from '../engine/schemaDiff';
 import { statementTrees } from '../domain/sql';
 import { classifyStatement, planMerge, type ClassifiedStatement, type ClassifyContext, type SchemaMergePlan } from '../domain/schemaMerge';
@@ -474,6 +475,23 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
       } finally {
         await c.end().catch(() => undefined);
       }
+    },
+
+    /** The source's top statements by total time (pg_stat_statements), as the user role ran them. */
+    async topReplayStatements(i: { spec: EndpointSpec; passwordSealed: string; database: string; limit: number }): Promise<TopStatement[]> {
+      return topStatements({ port: i.spec.port, password: decryptSecret(i.passwordSealed, secretKey), database: i.database }, i.limit);
+    },
+
+    /** One statement replayed on both sides, rolled back each time, with its verdict. */
+    async replayStatement(i: {
+      source: { spec: EndpointSpec; passwordSealed: string };
+      target: { spec: EndpointSpec; passwordSealed: string };
+      database: string;
+      query: string;
+      options: ReplayOptions;
+    }): Promise<ReplayedQuery> {
+      const conn = (x: { spec: EndpointSpec; passwordSealed: string }) => ({ port: x.spec.port, password: decryptSecret(x.passwordSealed, secretKey), database: i.database });
+      return replayStatement(conn(i.source), conn(i.target), i.query, i.options);
     },
 
     async bootstrapEndpoint(i: { spec: EndpointSpec; passwordSealed: string }): Promise<{ createRole: boolean }> {

@@ -28,6 +28,7 @@ import { registerMetricsRoutes } from './routes/metrics';
 import { registerBackupRoutes } from './routes/backups';
 import { registerReplicaRoutes } from './routes/branches/replicas';
 import { registerMergeRoutes } from './routes/branches/merge';
+import { registerReplayRoutes } from './routes/replay';
 import { registerImportRoutes } from './routes/imports';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
@@ -61,6 +62,7 @@ export function createApp(deps: ApiDeps): Koa {
   registerBackupRoutes(router, registry, deps);
   registerReplicaRoutes(router, registry, deps);
   registerMergeRoutes(router, registry, deps);
+  registerReplayRoutes(router, registry, deps);
   registerImportRoutes(router, registry, deps);
 
   const document = new OpenApiGeneratorV31(registry.definitions).generateDocument({

@@ -56,6 +56,8 @@ export const POLICY = {
   'table.write': 'developer',
   'extension.write': 'developer',
   'metrics.read': 'viewer',
+  /** Runs the source's statements (rolled back) on both endpoints. */
+  'replay.run': 'developer',
   /** The source's credentials reach the platform: the same role as making a branch. */
   'import.validate': 'developer',
   'import.start': 'developer',

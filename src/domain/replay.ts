@@ -78,7 +78,7 @@ const ms = (n: number) => (n < 10 ? n.toFixed(2) : n.toFixed(1));
 /** What changed between two plans, in words: scans replaced, nodes added or gone. */
 export function planChange(source: string[], target: string[]): string | undefined {
   if (source.join('\n') === target.join('\n')) return undefined;
-  const scans = (ns: string[]) => ns.filter((n) => / on /.test(n));
+  const scans = (ns: string[]) => ns.filter((n) => / (on|using) /.test(n));
   const gone = scans(source).filter((n) => !target.includes(n));
   const added = scans(target).filter((n) => !source.includes(n));
   if (gone.length || added.length) {
@@ -180,6 +180,11 @@ export function parameterSources(tree: unknown): Map<number, ParamSource> {
       if (lc !== undefined) out.set(lc, { kind: 'limit' });
       const lo = paramOf(sel.limitOffset);
       if (lo !== undefined) out.set(lo, { kind: 'offset' });
+    }
+    // The target of an INSERT, UPDATE, DELETE or MERGE is a bare RangeVar, not a node.
+    for (const k of ['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']) {
+      const r = v[k]?.relation;
+      if (r?.relname) tables.push({ schema: r.schemaname, name: r.relname, alias: r.alias?.aliasname });
     }
     const upd = v.UpdateStmt;
     if (upd) {

@@ -46,6 +46,8 @@ export const workflowIds = {
   endpointState: (endpointId: string) => `endpoint-state/${endpointId}`,
   /** Merges into one parent branch: one at a time (each reads the parent, then changes it). */
   merge: (parentBranchId: string) => `branch-merge/${parentBranchId}`,
+  /** A query replay onto an endpoint: one id per request (it only reads). */
+  replay: (targetEndpointId: string, operationId: string) => `replay/${targetEndpointId}/${operationId}`,
   /** Named restore points and base backups of one branch: one at a time, beside its other operations. */
   branchBackup: (branchId: string) => `branch-backup/${branchId}`,
   /** A check of an import's source: a read, one id per request. */

@@ -7,3 +7,4 @@ export * from './backups';
 export * from './replicas';
 export * from './imports';
 export * from './console';
+export * from './replays';

@@ -42,7 +42,7 @@ export function host(hostId: string) {
   };
   const short = proxyActivities<HostActivities>({ ...common, startToCloseTimeout: t.shortSeconds * 1000 });
   const long = proxyActivities<HostActivities>({ ...common, startToCloseTimeout: t.longSeconds * 1000 });
-  const longWork = new Set<string>(['forkBranchData', 'provisionBranchCompute', 'takeBase', 'provisionRestoredCompute', 'restoreBranchDataInPlace', 'provisionReplicaCompute', 'loadSourceDump']);
+  const longWork = new Set<string>(['forkBranchData', 'provisionBranchCompute', 'takeBase', 'provisionRestoredCompute', 'restoreBranchDataInPlace', 'provisionReplicaCompute', 'loadSourceDump', 'replayStatement']);
   // Activity proxies are Proxies (nothing to spread): pick per name.
   return new Proxy(short, { get: (_, name: string) => (longWork.has(name) ? long : short)[name as keyof typeof short] });
 }

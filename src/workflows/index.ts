@@ -8,3 +8,4 @@ export { createReplica, deleteReplica, resumeReplica } from './replicas';
 export { importDatabase, validateImportSource } from './imports';
 export { readEndpointLog, manageExtension, readEndpointMetrics } from './console';
 export { mergeBranch } from './merges';
+export { replayQueries } from './replays';
