@@ -4,8 +4,8 @@ module.exports = {
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.(t|j)s$': ['@swc/jest', { jsc: { target: 'es2022' } }] },
-  // psql-describe ships ES module syntax only: jest's module system needs it transformed.
-  transformIgnorePatterns: ['/node_modules/(?!psql-describe/)'],
+  // psql-describe and @supabase/pg-delta ship ES module syntax only: jest's module system needs them transformed.
+  transformIgnorePatterns: ['/node_modules/(?!(psql-describe|@supabase/pg-delta)/)'],
   globalSetup: '<rootDir>/test/globalSetup.ts',
   globalTeardown: '<rootDir>/test/globalTeardown.ts',
   testTimeout: 180000,

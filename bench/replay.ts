@@ -75,6 +75,7 @@ async function main() {
       walls.push(performance.now() - t0);
       let detected = 0;
       let fp = 0;
+      for (const q of r.queries) if (q.status === 'skipped') process.stderr.write(`[replay] run ${run + 1}: skipped ${q.query.slice(0, 80)}: ${q.reason}\n`);
       for (const c of cases) {
         const q = r.queries.find((x: any) => c.match.test(x.query));
         if (!q) {
@@ -82,7 +83,6 @@ async function main() {
           if (run === 0) rows.push([c.name, c.planted ? 'planted' : 'control', 'not in the top 20', '']);
           continue;
         }
-        if (q.status === 'skipped') process.stderr.write(`[replay] run ${run + 1}: ${c.name} skipped: ${q.reason}\n`);
         if (c.planted && q.status === 'regression') detected++;
         if (!c.planted && q.status === 'regression') fp++;
         if (run === 0) rows.push([c.name, c.planted ? 'planted' : 'control', q.status, q.reason ?? '']);

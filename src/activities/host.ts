@@ -19,9 +19,9 @@ import { compareLsn, normalizeLsn } from '../domain/lsn';
 import { archiverStats } from '../engine/walArchive';
 import { Client } from 'pg';
 import { replayStatement, topStatements, type ReplayedQuery, type ReplayOptions, type TopStatement } from './replay';
-import { schemaDiff, type DiffDatabase } from '../engine/schemaDiff';
+import { schemaDiff, type DiffDatabase, type DiffStatement } from '../engine/schemaDiff';
 import { statementTrees } from '../domain/sql';
-import { classifyStatement, planMerge, type ClassifiedStatement, type ClassifyContext, type SchemaMergePlan } from '../domain/schemaMerge';
+import { classifyStatement, planMerge, withEngineFlags, type ClassifiedStatement, type ClassifyContext, type SchemaMergePlan } from '../domain/schemaMerge';
 
 /** A compute on this host, by its private socket. */
 export interface ComputeSocket {
@@ -415,7 +415,7 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
     async planSchemaMerge(i: { database: string; forkPoint: ComputeSocket; parent: ComputeSocket; branch: ComputeSocket }): Promise<SchemaMergePlan> {
       const db = (c: ComputeSocket): DiffDatabase => ({ socketDir: engine.layout.socketDir(c.endpointId), port: c.port, database: i.database });
       const [fork, parent, branch] = [db(i.forkPoint), db(i.parent), db(i.branch)];
-      let diffs: string[][];
+      let diffs: DiffStatement[][];
       try {
         diffs = [await schemaDiff(parent, branch), await schemaDiff(fork, branch), await schemaDiff(fork, parent)];
       } catch (err) {
@@ -423,11 +423,11 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
         throw err;
       }
       const ctx = await mergeContext(parent);
-      const classify = async (statements: string[]) => {
+      const classify = async (statements: DiffStatement[]) => {
         const out: ClassifiedStatement[] = [];
-        for (const sql of statements) {
-          const [tree] = await statementTrees(sql);
-          out.push(classifyStatement(sql, tree?.node ?? {}, ctx));
+        for (const d of statements) {
+          const [tree] = await statementTrees(d.sql);
+          out.push(withEngineFlags(classifyStatement(d.sql, tree?.node ?? {}, ctx), d));
         }
         return out;
       };
@@ -444,7 +444,7 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
     async applySchemaMerge(i: { spec: EndpointSpec; passwordSealed: string; database: string; statements: string[]; branch: ComputeSocket }): Promise<{ alreadyApplied: boolean }> {
       if (Context.current().info.attempt > 1) {
         const sock = (c: ComputeSocket): DiffDatabase => ({ socketDir: engine.layout.socketDir(c.endpointId), port: c.port, database: i.database });
-        const fresh = new Set(await schemaDiff(sock(i.spec), sock(i.branch)));
+        const fresh = new Set((await schemaDiff(sock(i.spec), sock(i.branch))).map((d) => d.sql));
         if (!i.statements.some((s) => fresh.has(s))) return { alreadyApplied: true };
       }
       const c = new Client({ host: '127.0.0.1', port: i.spec.port, user: USER_ROLE, password: decryptSecret(i.passwordSealed, secretKey), database: i.database, application_name: 'lampion-merge' });

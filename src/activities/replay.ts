@@ -35,6 +35,9 @@ async function connect(c: UserConn): Promise<Client> {
   return client;
 }
 
+/** Marks the replay's own statements, so pg_stat_statements' list of the source leaves them out. */
+const OWN_TAG = '/* lampion-replay */';
+
 /** Session statements and the replay's own EXPLAINs are not workload. */
 const NOT_WORKLOAD = /^\s*(begin|commit|rollback|start\s+transaction|savepoint|release|set\s|reset\s|show\s|discard\s|explain\s|deallocate\s|prepare\s|execute\s|listen\s|unlisten\s)/i;
 
@@ -49,10 +52,10 @@ export async function topStatements(conn: UserConn, limit: number): Promise<TopS
       `SELECT query, calls::text, total_exec_time AS total
          FROM pg_stat_statements
         WHERE userid = (SELECT oid FROM pg_roles WHERE rolname = $1) AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-          AND toplevel AND query !~* $2 AND query NOT LIKE '%pg_stat_statements%'
+          AND toplevel AND query !~* $2 AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE $4
         ORDER BY total_exec_time DESC
         LIMIT $3`,
-      [USER_ROLE, NOT_WORKLOAD.source, limit],
+      [USER_ROLE, NOT_WORKLOAD.source, limit, `${OWN_TAG}%`],
     );
     return r.rows.map((x) => ({ query: x.query, calls: Number(x.calls), totalMs: Number(x.total) }));
   } finally {
@@ -84,7 +87,7 @@ async function sampleParameters(c: Client, tree: unknown): Promise<{ values: (st
       // A row among the first thousand: representative without reading a big table.
       const r = await c
         .query<{ v: string | null }>(
-          `SELECT (SELECT ${col} FROM ${rel} WHERE ${col} IS NOT NULL OFFSET floor(random() * (SELECT count(*) FROM (SELECT 1 FROM ${rel} WHERE ${col} IS NOT NULL LIMIT 1000) x)) LIMIT 1)::text AS v`,
+          `${OWN_TAG} SELECT (SELECT ${col} FROM ${rel} WHERE ${col} IS NOT NULL OFFSET floor(random() * (SELECT count(*) FROM (SELECT 1 FROM ${rel} WHERE ${col} IS NOT NULL LIMIT 1000) x)) LIMIT 1)::text AS v`,
         )
         .catch(() => undefined);
       if (r) {

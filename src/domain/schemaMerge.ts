@@ -333,6 +333,23 @@ export function classifyStatement(sql: string, node: Node, ctx: ClassifyContext 
   return { sql, kind, objects, hazards: [...hazards], destructive, reasons };
 }
 
+/** The diff engine's own flags, added to ours: either one calling a statement lossy makes it so. */
+export function withEngineFlags(s: ClassifiedStatement, engine: { dataLoss: boolean; rewriteRisk: boolean }): ClassifiedStatement {
+  const hazards = new Set(s.hazards);
+  const reasons = [...s.reasons];
+  let destructive = s.destructive;
+  if (engine.dataLoss && !destructive) {
+    destructive = true;
+    hazards.add('data_loss');
+    reasons.push('the diff engine marks it as losing data');
+  }
+  if (engine.rewriteRisk && !hazards.has('table_rewrite')) {
+    hazards.add('table_rewrite');
+    reasons.push('the diff engine marks it as possibly rewriting the table');
+  }
+  return { ...s, hazards: [...hazards], destructive, reasons };
+}
+
 /** Two touched objects are the same thing, or one makes/drops a relation the other is part of. */
 function overlaps(a: TouchedObject, b: TouchedObject): boolean {
   if (a.key === b.key) return true;
