@@ -84,7 +84,11 @@ async function main() {
           continue;
         }
         if (c.planted && q.status === 'regression') detected++;
-        if (!c.planted && q.status === 'regression') fp++;
+        if (!c.planted && q.status === 'regression') {
+          fp++;
+          process.stderr.write(`[replay] run ${run + 1}: false positive ${c.name}: ${q.reason}\n`);
+        }
+        if (c.planted && q.status !== 'regression') process.stderr.write(`[replay] run ${run + 1}: missed ${c.name}: ${q.status} ${q.reason}\n`);
         if (run === 0) rows.push([c.name, c.planted ? 'planted' : 'control', q.status, q.reason ?? '']);
       }
       detectedTotal += detected;

@@ -37,6 +37,8 @@ export interface Verdict {
   sourceBuffers: number;
   targetBuffers: number;
   planChanged: boolean;
+  /** What decided a regression or improvement: buffers (stable), or timings alone. */
+  basis: 'buffers' | 'time' | 'none';
   reason: string;
 }
 
@@ -120,8 +122,10 @@ export function verdict(source: SideMeasure, target: SideMeasure, t: ReplayThres
       : bufUp || bufDown
         ? 'buffers changed beyond the thresholds'
         : 'every timed run on one side was slower than every run on the other';
+  const basis: Verdict['basis'] = status === 'stable' ? 'none' : bufUp || bufDown ? 'buffers' : 'time';
   return {
     status,
+    basis,
     sourceMeanMs: Number(sMean.toFixed(3)),
     targetMeanMs: Number(tMean.toFixed(3)),
     ratio: Number.isFinite(ratio) ? Number(ratio.toFixed(2)) : 999,
