@@ -226,6 +226,13 @@ describe('crashes', () => {
     return { id: b.id as string, endpointId: b.compute_id as string };
   };
 
+  /** The operation once it is no longer running (the API may be down a moment after a restart). */
+  const opFinal = (id: string) =>
+    waitFor(`operation ${id} final`, async () => {
+      const r = await s.request('GET', `/v1/projects/${project.id}/operations/${id}`, { timeoutMs: 2000 }).catch(() => undefined);
+      return r?.status === 200 && r.body.status !== 'running' ? r.body : undefined;
+    }, 90_000, 200);
+
   const opStep = async (operationId: string | undefined) => {
     if (!operationId) return undefined;
     const op = await s.request('GET', `/v1/projects/${project.id}/operations/${operationId}`, { timeoutMs: 2000 }).catch(() => undefined);
@@ -455,11 +462,6 @@ describe('crashes', () => {
   });
 
   test('kill -9 mid in-place restore: the branch settles by itself, rewound or as it was, serving', async () => {
-    const opFinal = (id: string) =>
-      waitFor(`operation ${id} final`, async () => {
-        const r = await s.request('GET', `/v1/projects/${project.id}/operations/${id}`, { timeoutMs: 2000 }).catch(() => undefined);
-        return r?.status === 200 && r.body.status !== 'running' ? r.body : undefined;
-      }, 60_000, 200);
     const bk = await s.request('POST', `/v1/projects/${project.id}/backups`, { body: { name: 'before-crash', branch_id: project.branch_id } });
     expect(bk.status).toBe(202);
     expect((await opFinal(bk.body.operation_id)).status).toBe('succeeded');
@@ -480,11 +482,6 @@ describe('crashes', () => {
   });
 
   test('kill -9 mid merge: the merge settles by itself, applied once, its scratch compute of the fork point gone', async () => {
-    const opFinal = (id: string) =>
-      waitFor(`operation ${id} final`, async () => {
-        const r = await s.request('GET', `/v1/projects/${project.id}/operations/${id}`, { timeoutMs: 2000 }).catch(() => undefined);
-        return r?.status === 200 && r.body.status !== 'running' ? r.body : undefined;
-      }, 90_000, 200);
     // The fork point is read from a base of the parent's current history (the restore above began a new one).
     const bk = await s.request('POST', `/v1/projects/${project.id}/backups`, { body: { name: 'before-merge', branch_id: project.branch_id } });
     expect(bk.status).toBe(202);
