@@ -1,4 +1,4 @@
-import { anonSchemaSql, maskExpression, maskingText, MASKING_FUNCTIONS, parseMaskingFunction } from '../src/domain/masking';
+import { anonSchemaSql, maskExpression, maskingSetupSql, maskingTeardownSql, maskingText, MASKING_FUNCTIONS, parseMaskingFunction } from '../src/domain/masking';
 import { statementTrees } from '../src/domain/sql';
 
 describe('parseMaskingFunction', () => {
@@ -64,5 +64,51 @@ describe('anonSchemaSql', () => {
     const sql = anonSchemaSql();
     for (const s of sql) expect(await statementTrees(s)).toHaveLength(1);
     expect(sql.filter((s) => s.startsWith('CREATE OR REPLACE FUNCTION')).every((s) => s.includes('SET search_path = pg_catalog'))).toBe(true);
+  });
+});
+
+describe('maskingSetupSql and maskingTeardownSql', () => {
+  const hostile = 'x"; DROP TABLE users; --';
+  const sql = () =>
+    maskingSetupSql({
+      tables: [
+        { schema: 'public', table: hostile, columns: [{ name: 'email', type: 'text' }, { name: hostile, type: 'integer' }, { name: 'added_later', type: 'text' }] },
+        { schema: 'sales', table: 'orders', columns: [{ name: 'id', type: 'integer' }] },
+      ],
+      rules: [{ schema: 'public', table: hostile, column: 'email', masking: { name: 'fake_email', args: [] } }],
+      knownColumns: new Set([`public.${hostile}.email`, `public.${hostile}.${hostile}`, 'sales.orders.id']),
+      userSchemas: ['public', 'sales'],
+      otherDatabases: [hostile],
+      otherRoles: ['cloud_admin', hostile],
+      userRole: 'cloud_admin',
+      analystPassword: "p'w",
+      analystExists: false,
+    });
+
+  it('quotes every name and the password, and makes exactly one statement of each entry', async () => {
+    const out = sql();
+    for (const s of out) expect(await statementTrees(s)).toHaveLength(1);
+    const text = out.join('\n');
+    expect(text).toContain(`CREATE ROLE "lampion_analyst" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS PASSWORD 'p''w'`);
+    expect(text).toContain(`REVOKE CONNECT ON DATABASE "x""; DROP TABLE users; --" FROM PUBLIC`);
+    expect(text).toContain(`GRANT USAGE ON SCHEMA "public" TO "cloud_admin", "x""; DROP TABLE users; --"`);
+  });
+
+  it('masks ruled columns, shows known ones, and NULLs the rest; public tables keep their name', () => {
+    const view = sql().find((s) => s.startsWith('CREATE VIEW "lampion_masked"."x'))!;
+    expect(view).toBe(
+      `CREATE VIEW "lampion_masked"."x""; DROP TABLE users; --" WITH (security_barrier) AS SELECT (CASE WHEN "email" IS NULL THEN NULL ELSE anon.fake_email("email"::text) END)::text AS "email", "x""; DROP TABLE users; --" AS "x""; DROP TABLE users; --", NULL::text AS "added_later" FROM "public"."x""; DROP TABLE users; --"`,
+    );
+    expect(sql()).toContain('CREATE VIEW "lampion_masked"."sales.orders" WITH (security_barrier) AS SELECT "id" AS "id" FROM "sales"."orders"');
+  });
+
+  it('tears down what it made and gives back only what it took', () => {
+    expect(maskingTeardownSql({ revokedSchemas: ['public'], revokedDatabases: [], analystExists: true })).toEqual([
+      'DROP SCHEMA IF EXISTS "lampion_masked" CASCADE',
+      'DROP SCHEMA IF EXISTS anon CASCADE',
+      'GRANT USAGE ON SCHEMA "public" TO PUBLIC',
+      'DROP OWNED BY "lampion_analyst"',
+      'DROP ROLE "lampion_analyst"',
+    ]);
   });
 });

@@ -14,6 +14,8 @@ import type { EndpointSpec } from '../engine/host';
 import type { SeedScript } from '../engine/seeds';
 import { withFaults } from './faults';
 import { beginHistory, branchBases, branchHistories, insertBackup } from '../db/queries/backups';
+import type { MaskingStateRow } from '../db/schema';
+import type { MaskingRuleInput } from './masking';
 import type { BaseInfo } from '../engine/backups';
 import type { BaseRow, HistoryRow } from '../domain/restoreTarget';
 import type { RetentionInput } from '../domain/retention';
@@ -557,6 +559,18 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
       if (!b.parent_id || !b.parent_lsn) throw failure('Invalid', `branch ${branchId} has no parent to merge into`);
       const historyId = historyCurrentAt(await branchHistories(db, b.parent_id), b.created_at);
       return { parentBranchId: b.parent_id, lsn: b.parent_lsn, ...(historyId ? { historyId } : {}) };
+    },
+
+    /** A branch's masking rules and, while masking is on, the state it was enabled with. */
+    async maskingInputs(branchId: string): Promise<{ rules: MaskingRuleInput[]; state: MaskingStateRow | null }> {
+      const b = await db.selectFrom('branches').select(['anonymization']).where('id', '=', branchId).executeTakeFirst();
+      if (!b) throw failure('NotFound', `branch ${branchId} does not exist`);
+      const rules = await db.selectFrom('anonymization_rules').selectAll().where('branch_id', '=', branchId).orderBy('created_at').orderBy('id').execute();
+      return { rules: rules.map((r) => ({ schema: r.schema_name, table: r.table_name, column: r.column_name, maskingFunction: r.masking_function })), state: b.anonymization };
+    },
+
+    async recordMasking(i: { branchId: string; state: MaskingStateRow | null }): Promise<void> {
+      await db.updateTable('branches').set({ anonymization: i.state === null ? null : JSON.stringify(i.state) }).where('id', '=', i.branchId).execute();
     },
 
     /** Branches with base backups, and for each what retention must keep (see domain/retention). */

@@ -18,6 +18,8 @@ import { baseForLsn, baseForTime, BaseRow, HistoryRow, historyAt, lsnForTime, pa
 import { compareLsn, normalizeLsn } from '../domain/lsn';
 import { archiverStats } from '../engine/walArchive';
 import { Client } from 'pg';
+import { applyMasking, removeMasking, type MaskingApplied, type MaskingRuleInput } from './masking';
+import { withSystemClient } from '../engine/cluster';
 import { replayStatement, topStatements, type ReplayedQuery, type ReplayOptions, type TopStatement } from './replay';
 import { schemaDiff, type DiffDatabase, type DiffStatement } from '../engine/schemaDiff';
 import { statementTrees } from '../domain/sql';
@@ -492,6 +494,20 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
     }): Promise<ReplayedQuery> {
       const conn = (x: { spec: EndpointSpec; passwordSealed: string }) => ({ port: x.spec.port, password: decryptSecret(x.passwordSealed, secretKey), database: i.database });
       return replayStatement(conn(i.source), conn(i.target), i.query, i.options);
+    },
+
+    /** The analyst's masked view of a database made or remade (see activities/masking.ts). */
+    async applyBranchMasking(i: { spec: EndpointSpec; database: string; rules: MaskingRuleInput[]; knownColumns: string[] | null; analystPasswordSealed: string; previous?: MaskingApplied }): Promise<MaskingApplied> {
+      return withSystemClient(
+        engine.layout.socketDir(i.spec.endpointId),
+        i.spec.port,
+        (c) => applyMasking(c, { database: i.database, rules: i.rules, knownColumns: i.knownColumns, analystPassword: decryptSecret(i.analystPasswordSealed, secretKey), previous: i.previous }),
+        i.database,
+      );
+    },
+
+    async removeBranchMasking(i: { spec: EndpointSpec; database: string; applied: Pick<MaskingApplied, 'revokedSchemas' | 'revokedDatabases'> }): Promise<void> {
+      await withSystemClient(engine.layout.socketDir(i.spec.endpointId), i.spec.port, (c) => removeMasking(c, i.applied), i.database);
     },
 
     async bootstrapEndpoint(i: { spec: EndpointSpec; passwordSealed: string }): Promise<{ createRole: boolean }> {

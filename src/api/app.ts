@@ -29,6 +29,7 @@ import { registerBackupRoutes } from './routes/backups';
 import { registerReplicaRoutes } from './routes/branches/replicas';
 import { registerMergeRoutes } from './routes/branches/merge';
 import { registerReplayRoutes } from './routes/replay';
+import { registerAnonymizationRoutes } from './routes/branches/anonymization';
 import { registerImportRoutes } from './routes/imports';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
@@ -63,6 +64,7 @@ export function createApp(deps: ApiDeps): Koa {
   registerReplicaRoutes(router, registry, deps);
   registerMergeRoutes(router, registry, deps);
   registerReplayRoutes(router, registry, deps);
+  registerAnonymizationRoutes(router, registry, deps);
   registerImportRoutes(router, registry, deps);
 
   const document = new OpenApiGeneratorV31(registry.definitions).generateDocument({

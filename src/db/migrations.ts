@@ -242,6 +242,23 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('base_backups').addColumn('parent_base_id', 'text', (c) => c.references('base_backups.id')).execute();
     },
   },
+  '0011_anonymization': {
+    async up(db) {
+      // Masking rules of a branch, and (on the branch) the state masking was enabled with.
+      await db.schema
+        .createTable('anonymization_rules')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('branch_id', 'text', (c) => c.notNull().references('branches.id').onDelete('cascade'))
+        .addColumn('schema_name', 'text', (c) => c.notNull())
+        .addColumn('table_name', 'text', (c) => c.notNull())
+        .addColumn('column_name', 'text', (c) => c.notNull())
+        .addColumn('masking_function', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addUniqueConstraint('anonymization_rules_column_uq', ['branch_id', 'schema_name', 'table_name', 'column_name'])
+        .execute();
+      await db.schema.alterTable('branches').addColumn('anonymization', 'jsonb').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -61,6 +61,28 @@ export interface BranchesTable {
   parent_commit_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
   /** For a branch made by an import: its source, redacted (postgresql://user@host:port/db). */
   import_source: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Dynamic masking, while enabled (see domain/masking.ts MaskingState); null when off. */
+  anonymization: ColumnType<MaskingStateRow | null, string | null | undefined, string | null>;
+  created_at: Timestamp;
+}
+
+/** What enabling masking set up on the branch's compute, to refresh and undo it. */
+export interface MaskingStateRow {
+  database: string;
+  password_enc: string;
+  known_columns: string[];
+  revoked_schemas: string[];
+  revoked_databases: string[];
+  enabled_at: string;
+}
+
+export interface AnonymizationRulesTable {
+  id: string;
+  branch_id: string;
+  schema_name: string;
+  table_name: string;
+  column_name: string;
+  masking_function: string;
   created_at: Timestamp;
 }
 
@@ -206,6 +228,7 @@ export interface Database {
   compute_events: ComputeEventsTable;
   metrics_snapshots: MetricsSnapshotsTable;
   usage_transfer: UsageTransferTable;
+  anonymization_rules: AnonymizationRulesTable;
 }
 
 export interface MetricsSnapshotsTable {

@@ -23,6 +23,7 @@ export const ID_PREFIX = {
   operation: 'op',
   apiKey: 'key',
   seed: 'seed',
+  maskingRule: 'amr',
   backup: 'bk',
   base: 'base',
 } as const;

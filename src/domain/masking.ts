@@ -175,3 +175,99 @@ export function anonSchemaSql(): string[] {
     fn('constant(v text)', 'text', 'IMMUTABLE', 'SELECT v'),
   ];
 }
+
+export const ANALYST_ROLE = 'lampion_analyst';
+export const MASKED_SCHEMA = 'lampion_masked';
+
+/** A table of the masked database as the compute reports it. */
+export interface MaskedTable {
+  schema: string;
+  table: string;
+  columns: { name: string; type: string }[];
+}
+
+export interface MaskRule {
+  schema: string;
+  table: string;
+  column: string;
+  masking: ParsedMasking;
+}
+
+/** A public table keeps its name in the masked schema; another schema's is "schema.table". */
+export function maskedViewName(schema: string, table: string): string {
+  return schema === 'public' ? table : `${schema}.${table}`;
+}
+
+export const columnKey = (schema: string, table: string, column: string) => `${schema}.${table}.${column}`;
+
+/**
+ * The statements that make the analyst's view of a database, run in one transaction as the
+ * platform's role. The analyst reaches nothing but the masked schema (views owned by the user
+ * role, `security_barrier`) and `anon`: every user schema's USAGE is taken from PUBLIC (and
+ * given back to each other role by name), so neither a table, nor a function or view there that
+ * reads one, nor anything in another database (CONNECT likewise) is in its reach. A column with
+ * a rule shows the rule's expression; one without shows its value only if it was known when
+ * masking was enabled — any other (added later) is NULL until a rule names it.
+ */
+export function maskingSetupSql(i: {
+  tables: MaskedTable[];
+  rules: MaskRule[];
+  /** Columns shown as they are when no rule names them (schema.table.column). */
+  knownColumns: ReadonlySet<string>;
+  userSchemas: string[];
+  otherDatabases: string[];
+  /** Roles that keep what PUBLIC had (every role but the analyst and the platform's). */
+  otherRoles: string[];
+  userRole: string;
+  analystPassword: string;
+  analystExists: boolean;
+}): string[] {
+  const q = quoteIdent;
+  const out: string[] = [...anonSchemaSql()];
+  out.push(
+    i.analystExists
+      ? `ALTER ROLE ${q(ANALYST_ROLE)} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS PASSWORD ${quoteLiteral(i.analystPassword)}`
+      : `CREATE ROLE ${q(ANALYST_ROLE)} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS PASSWORD ${quoteLiteral(i.analystPassword)}`,
+    `ALTER ROLE ${q(ANALYST_ROLE)} SET search_path = ${q(MASKED_SCHEMA)}, anon`,
+    `ALTER ROLE ${q(ANALYST_ROLE)} SET default_transaction_read_only = on`,
+  );
+  const keep = i.otherRoles.map(q).join(', ');
+  for (const s of i.userSchemas) {
+    out.push(`REVOKE ALL ON SCHEMA ${q(s)} FROM PUBLIC`, `REVOKE ALL ON SCHEMA ${q(s)} FROM ${q(ANALYST_ROLE)}`);
+    if (keep) out.push(`GRANT USAGE ON SCHEMA ${q(s)} TO ${keep}`);
+  }
+  for (const d of i.otherDatabases) {
+    out.push(`REVOKE CONNECT ON DATABASE ${q(d)} FROM PUBLIC`, `REVOKE CONNECT ON DATABASE ${q(d)} FROM ${q(ANALYST_ROLE)}`);
+    if (keep) out.push(`GRANT CONNECT ON DATABASE ${q(d)} TO ${keep}`);
+  }
+  out.push(`DROP SCHEMA IF EXISTS ${q(MASKED_SCHEMA)} CASCADE`, `CREATE SCHEMA ${q(MASKED_SCHEMA)} AUTHORIZATION ${q(i.userRole)}`);
+  const ruleOf = new Map(i.rules.map((r) => [columnKey(r.schema, r.table, r.column), r]));
+  for (const t of i.tables) {
+    const cols = t.columns.map((c) => {
+      const key = columnKey(t.schema, t.table, c.name);
+      const rule = ruleOf.get(key);
+      const expr = rule ? maskExpression(rule.masking, c.name, c.type) : i.knownColumns.has(key) ? q(c.name) : `NULL::${c.type}`;
+      return `${expr} AS ${q(c.name)}`;
+    });
+    if (cols.length === 0) continue;
+    const view = `${q(MASKED_SCHEMA)}.${q(maskedViewName(t.schema, t.table))}`;
+    out.push(`CREATE VIEW ${view} WITH (security_barrier) AS SELECT ${cols.join(', ')} FROM ${q(t.schema)}.${q(t.table)}`, `ALTER VIEW ${view} OWNER TO ${q(i.userRole)}`);
+  }
+  out.push(
+    `REVOKE ALL ON SCHEMA anon FROM PUBLIC`,
+    `GRANT USAGE ON SCHEMA anon TO ${q(ANALYST_ROLE)}, ${q(i.userRole)}`,
+    `GRANT USAGE ON SCHEMA ${q(MASKED_SCHEMA)} TO ${q(ANALYST_ROLE)}`,
+    `GRANT SELECT ON ALL TABLES IN SCHEMA ${q(MASKED_SCHEMA)} TO ${q(ANALYST_ROLE)}`,
+  );
+  return out;
+}
+
+/** Everything masking made, gone; what it took from PUBLIC, given back. */
+export function maskingTeardownSql(i: { revokedSchemas: string[]; revokedDatabases: string[]; analystExists: boolean }): string[] {
+  const q = quoteIdent;
+  const out = [`DROP SCHEMA IF EXISTS ${q(MASKED_SCHEMA)} CASCADE`, 'DROP SCHEMA IF EXISTS anon CASCADE'];
+  for (const s of i.revokedSchemas) out.push(`GRANT USAGE ON SCHEMA ${q(s)} TO PUBLIC`);
+  for (const d of i.revokedDatabases) out.push(`GRANT CONNECT ON DATABASE ${q(d)} TO PUBLIC`);
+  if (i.analystExists) out.push(`DROP OWNED BY ${q(ANALYST_ROLE)}`, `DROP ROLE ${q(ANALYST_ROLE)}`);
+  return out;
+}

@@ -58,6 +58,9 @@ export const POLICY = {
   'metrics.read': 'viewer',
   /** Runs the source's statements (rolled back) on both endpoints. */
   'replay.run': 'developer',
+  /** Masking status and rules (the analyst connection string among them). */
+  'anonymization.read': 'analyst',
+  'anonymization.write': 'developer',
   /** The source's credentials reach the platform: the same role as making a branch. */
   'import.validate': 'developer',
   'import.start': 'developer',

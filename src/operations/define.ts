@@ -48,6 +48,8 @@ export const workflowIds = {
   merge: (parentBranchId: string) => `branch-merge/${parentBranchId}`,
   /** A query replay onto an endpoint: one id per request (it only reads). */
   replay: (targetEndpointId: string, operationId: string) => `replay/${targetEndpointId}/${operationId}`,
+  /** Masking of one branch: enable, remake and disable in turn. */
+  anonymization: (branchId: string) => `anonymization/${branchId}`,
   /** Named restore points and base backups of one branch: one at a time, beside its other operations. */
   branchBackup: (branchId: string) => `branch-backup/${branchId}`,
   /** A check of an import's source: a read, one id per request. */

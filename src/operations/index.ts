@@ -8,3 +8,4 @@ export * from './replicas';
 export * from './imports';
 export * from './console';
 export * from './replays';
+export * from './masking';

@@ -9,3 +9,4 @@ export { importDatabase, validateImportSource } from './imports';
 export { readEndpointLog, manageExtension, readEndpointMetrics } from './console';
 export { mergeBranch } from './merges';
 export { replayQueries } from './replays';
+export { setBranchMasking } from './masking';
