@@ -160,6 +160,22 @@ describe('branch anonymization', () => {
       expect(r.ok).toBe(false);
     });
 
+    it('an analyst API key sees the masked branch’s status and its analyst string only, and no unmasked branch', async () => {
+      const key = await t.key('analyst');
+      const r = await t.request('GET', anon(), { key });
+      expect(r.status).toBe(200);
+      expect(r.body.analyst_connection_string).toBe(analyst);
+      expect(JSON.stringify(r.body)).not.toContain(decodeURIComponent(new URL(branch.connection_string).password));
+      expect((await t.request('GET', path(`/branches/${project.branch_id}/anonymization`), { key })).status).toBe(404);
+      for (const url of [path(''), path('/branches'), path(`/branches/${branch.id}`), path(`/endpoints/${branch.compute_id}`), path('/schema'), path('/metrics')]) {
+        const res = await t.request('GET', url, { key });
+        expect(res.status).toBe(403);
+        expect(JSON.stringify(res.body)).not.toContain('postgresql://');
+      }
+      expect((await t.request('POST', path('/replay'), { key, body: { source_endpoint_id: branch.compute_id, target_endpoint_id: branch.compute_id } })).status).toBe(403);
+      expect((await t.request('GET', path(`/endpoints/${branch.compute_id}/dump`), { key })).status).toBe(403);
+    });
+
     it('the SQL API is not the analyst’s', async () => {
       const key = await t.key('analyst');
       const r = await t.request('POST', path(`/endpoints/${branch.compute_id}/sql`), { key, body: { query: 'SELECT * FROM users' } });

@@ -31,6 +31,8 @@ export function registerAnonymizationRoutes(router: Router, registry: OpenAPIReg
 
   async function status(auth: AuthContext, branchId: string, endpointId: string | null) {
     const row = await deps.db.selectFrom('branches').select(['anonymization']).where('id', '=', branchId).executeTakeFirstOrThrow();
+    // An analyst sees only branches with masking on: any other is not there for them.
+    if (auth.role === 'analyst' && !row.anonymization) throw notFound('branch', branchId);
     const rules = await deps.db.selectFrom('anonymization_rules').selectAll().where('branch_id', '=', branchId).orderBy('created_at').orderBy('id').execute();
     const s = row.anonymization;
     // The analyst string is a credential: for analysts and for those who see connection secrets.
@@ -85,7 +87,8 @@ export function registerAnonymizationRoutes(router: Router, registry: OpenAPIReg
     params: branchParams,
     responses: { 200: { description: 'Allowed functions', schema: z.array(z.object({ function: z.string(), description: z.string() })) } },
     handler: async (ctx, { params, auth }) => {
-      await requireBranch(deps, auth, params.project_id, params.branch_id);
+      const b = await requireBranch(deps, auth, params.project_id, params.branch_id);
+      await status(auth, b.id, null);
       ctx.body = MASKING_FUNCTIONS.map((f) => ({ function: f.function, description: f.description }));
     },
   });
