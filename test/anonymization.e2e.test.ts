@@ -167,7 +167,17 @@ describe('branch anonymization', () => {
       expect(r.body.analyst_connection_string).toBe(analyst);
       expect(JSON.stringify(r.body)).not.toContain(decodeURIComponent(new URL(branch.connection_string).password));
       expect((await t.request('GET', path(`/branches/${project.branch_id}/anonymization`), { key })).status).toBe(404);
-      for (const url of [path(''), path('/branches'), path(`/branches/${branch.id}`), path(`/endpoints/${branch.compute_id}`), path('/schema'), path('/metrics')]) {
+      // Projects and branches: only those with masking on, and nothing that connects.
+      const projects = await t.request('GET', '/v1/projects', { key });
+      expect(projects.body.map((p: any) => p.id)).toEqual([project.id]);
+      const listed = await t.request('GET', path('/branches'), { key });
+      expect(listed.status).toBe(200);
+      expect(listed.body.map((b: any) => b.id)).toEqual([branch.id]);
+      expect(listed.body[0].anonymization_enabled).toBe(true);
+      expect((await t.request('GET', path(`/branches/${branch.id}`), { key })).status).toBe(200);
+      expect((await t.request('GET', path(`/branches/${project.branch_id}`), { key })).status).toBe(404);
+      for (const body of [projects.body, listed.body]) expect(JSON.stringify(body)).not.toContain('postgresql://');
+      for (const url of [path(`/endpoints/${branch.compute_id}`), path('/endpoints'), path('/schema'), path('/metrics')]) {
         const res = await t.request('GET', url, { key });
         expect(res.status).toBe(403);
         expect(JSON.stringify(res.body)).not.toContain('postgresql://');

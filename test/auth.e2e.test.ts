@@ -38,8 +38,13 @@ describe('API auth, RBAC and error envelope', () => {
     expect((await t.request('GET', `/v1/projects/${projectId}`, { key: viewer })).status).toBe(200);
     const developer = await t.key('developer');
     expect((await t.request('DELETE', `/v1/projects/${projectId}`, { key: developer })).status).toBe(403);
+    // An analyst sees only projects with a masked branch (none here), and no endpoint.
     const analyst = await t.key('analyst');
-    expect((await t.request('GET', '/v1/projects', { key: analyst })).status).toBe(403);
+    const listed = await t.request('GET', '/v1/projects', { key: analyst });
+    expect(listed.status).toBe(200);
+    expect(listed.body).toEqual([]);
+    expect((await t.request('GET', `/v1/projects/${projectId}`, { key: analyst })).status).toBe(404);
+    expect((await t.request('GET', `/v1/projects/${projectId}/endpoints`, { key: analyst })).status).toBe(403);
   });
 
   it('hides another organization’s project behind 404', async () => {

@@ -17,6 +17,12 @@ export function hasRole(actual: Role, required: Role): boolean {
 export const POLICY = {
   'project.list': 'viewer',
   'project.read': 'viewer',
+  /**
+   * Listing and getting projects and branches: analysts too, scoped by the routes to what has
+   * masking on (an analyst's whole world); every other role sees all.
+   */
+  'project.browse': 'analyst',
+  'branch.browse': 'analyst',
   'project.create': 'developer',
   'project.update': 'developer',
   'project.delete': 'admin',

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { defineRoute } from '../route';
 import type { ApiDeps } from '../deps';
 import type { AuthContext } from '../auth';
-import { ApiError, conflict } from '../errors';
+import { ApiError, conflict, notFound } from '../errors';
 import { answerAccepted, runOperation } from '../operationRunner';
 import { answerPage, nonEmptyPatch, pagination } from '../pagination';
 import { branchParams, projectIdParam } from '../params';
@@ -43,14 +43,15 @@ export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, 
     path: '/v1/projects/{project_id}/branches',
     summary: 'List branches',
     tags: ['Branches'],
-    action: 'branch.read',
+    action: 'branch.browse',
     params: projectIdParam,
     query: pagination,
-    responses: { 200: { description: 'Branches, oldest first', schema: z.array(branchSchema) } },
+    responses: { 200: { description: 'Branches, oldest first (for an analyst: those with masking on)', schema: z.array(branchSchema) } },
     handler: async (ctx, { params, query, auth }) => {
       await requireProject(deps, auth, params.project_id);
-      const rows = await listBranches(deps.db, auth.orgId, params.project_id, query);
-      answerPage(ctx, await countBranches(deps.db, params.project_id), rows.map(branchView));
+      const scope = { maskedOnly: auth.role === 'analyst' };
+      const rows = await listBranches(deps.db, auth.orgId, params.project_id, query, scope);
+      answerPage(ctx, await countBranches(deps.db, params.project_id, scope), rows.map(branchView));
     },
   });
 
@@ -59,11 +60,13 @@ export function registerBranchRoutes(router: Router, registry: OpenAPIRegistry, 
     path: '/v1/projects/{project_id}/branches/{branch_id}',
     summary: 'Get a branch',
     tags: ['Branches'],
-    action: 'branch.read',
+    action: 'branch.browse',
     params: branchParams,
     responses: { 200: { description: 'The branch', schema: branchSchema } },
     handler: async (ctx, { params, auth }) => {
-      ctx.body = branchView(await requireBranch(deps, auth, params.project_id, params.branch_id));
+      const b = await requireBranch(deps, auth, params.project_id, params.branch_id);
+      if (auth.role === 'analyst' && !b.anonymization) throw notFound('branch', b.id);
+      ctx.body = branchView(b);
     },
   });
 

@@ -3,7 +3,7 @@ import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
 import { defineRoute } from '../route';
 import type { ApiDeps } from '../deps';
-import { ApiError, conflict } from '../errors';
+import { ApiError, conflict, notFound } from '../errors';
 import { answerAccepted, runOperation } from '../operationRunner';
 import { answerPage, pagination } from '../pagination';
 import { projectIdParam } from '../params';
@@ -12,7 +12,7 @@ import { orgPlan } from '../../db/queries/organizations';
 import { projectLimitReached } from '../../domain/plans';
 import { createdProjectSchema, projectAcceptedSchema, projectSchema, projectView } from '../views/projects';
 import { connectionFields } from '../views/endpoints';
-import { countLiveProjects, countProjects, listProjects, renameProject } from '../../db/queries/projects';
+import { countLiveProjects, countProjects, listProjects, projectHasMaskedBranch, renameProject } from '../../db/queries/projects';
 import { endpointById } from '../../db/queries/endpoints';
 import { newId } from '../../domain/ids';
 import { USER_ROLE } from '../../domain/roles';
@@ -35,12 +35,13 @@ export function registerProjectRoutes(router: Router, registry: OpenAPIRegistry,
     path: '/v1/projects',
     summary: 'List projects',
     tags: ['Projects'],
-    action: 'project.list',
+    action: 'project.browse',
     query: pagination,
-    responses: { 200: { description: 'Projects of the organization, newest first', schema: z.array(projectSchema) } },
+    responses: { 200: { description: 'Projects of the organization, newest first (for an analyst: those with a masked branch)', schema: z.array(projectSchema) } },
     handler: async (ctx, { query, auth }) => {
-      const rows = await listProjects(deps.db, auth.orgId, query);
-      answerPage(ctx, await countProjects(deps.db, auth.orgId), rows.map(projectView));
+      const scope = { maskedOnly: auth.role === 'analyst' };
+      const rows = await listProjects(deps.db, auth.orgId, query, scope);
+      answerPage(ctx, await countProjects(deps.db, auth.orgId, scope), rows.map(projectView));
     },
   });
 
@@ -101,11 +102,13 @@ export function registerProjectRoutes(router: Router, registry: OpenAPIRegistry,
     path: '/v1/projects/{project_id}',
     summary: 'Get a project',
     tags: ['Projects'],
-    action: 'project.read',
+    action: 'project.browse',
     params: projectIdParam,
     responses: { 200: { description: 'The project', schema: projectSchema } },
     handler: async (ctx, { params, auth }) => {
-      ctx.body = projectView(await requireProject(deps, auth, params.project_id));
+      const p = await requireProject(deps, auth, params.project_id);
+      if (auth.role === 'analyst' && !(await projectHasMaskedBranch(deps.db, p.id))) throw notFound('project', p.id);
+      ctx.body = projectView(p);
     },
   });
 

@@ -20,6 +20,7 @@ export const branchSchema = z
     expires_at: z.string().nullable(),
     storage_driver: z.string(),
     compute_id: z.string().nullable(),
+    anonymization_enabled: z.boolean().openapi({ description: 'Dynamic masking is on (an analyst sees only such branches)' }),
     created_at: z.string(),
   })
   .openapi('Branch');
@@ -55,6 +56,7 @@ export function branchView(b: BranchListRow) {
     expires_at: b.expires_at ? new Date(b.expires_at).toISOString() : null,
     storage_driver: b.driver,
     compute_id: b.compute_id ?? null,
+    anonymization_enabled: b.anonymization !== null,
     created_at: new Date(b.created_at).toISOString(),
   } satisfies z.infer<typeof branchSchema>;
 }

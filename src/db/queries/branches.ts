@@ -19,12 +19,16 @@ export function findBranch(db: Db, orgId: string, projectId: string, branchId: s
   return branchQuery(db, orgId, projectId).where('branches.id', '=', branchId).executeTakeFirst();
 }
 
-export function listBranches(db: Db, orgId: string, projectId: string, page: { limit: number; offset: number }): Promise<BranchListRow[]> {
-  return branchQuery(db, orgId, projectId).orderBy('branches.created_at').orderBy('branches.id').limit(page.limit).offset(page.offset).execute();
+export function listBranches(db: Db, orgId: string, projectId: string, page: { limit: number; offset: number }, scope: { maskedOnly?: boolean } = {}): Promise<BranchListRow[]> {
+  let q = branchQuery(db, orgId, projectId);
+  if (scope.maskedOnly) q = q.where('branches.anonymization', 'is not', null);
+  return q.orderBy('branches.created_at').orderBy('branches.id').limit(page.limit).offset(page.offset).execute();
 }
 
-export async function countBranches(db: Db, projectId: string): Promise<number> {
-  const r = await db.selectFrom('branches').select(sql<number>`count(*)::int`.as('n')).where('project_id', '=', projectId).executeTakeFirstOrThrow();
+export async function countBranches(db: Db, projectId: string, scope: { maskedOnly?: boolean } = {}): Promise<number> {
+  let q = db.selectFrom('branches').select(sql<number>`count(*)::int`.as('n')).where('project_id', '=', projectId);
+  if (scope.maskedOnly) q = q.where('anonymization', 'is not', null);
+  const r = await q.executeTakeFirstOrThrow();
   return r.n;
 }
 

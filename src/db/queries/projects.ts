@@ -28,13 +28,29 @@ export function findProject(db: Db, orgId: string, projectId: string): Promise<P
   return projectQuery(db, orgId).where('projects.id', '=', projectId).executeTakeFirst();
 }
 
-export function listProjects(db: Db, orgId: string, page: { limit: number; offset: number }): Promise<ProjectListRow[]> {
-  return projectQuery(db, orgId).orderBy('projects.created_at', 'desc').orderBy('projects.id').limit(page.limit).offset(page.offset).execute();
+/** Only projects with a branch that has masking on (what an analyst may see). */
+export interface ProjectScope {
+  maskedOnly?: boolean;
 }
 
-export async function countProjects(db: Db, orgId: string): Promise<number> {
-  const r = await db.selectFrom('projects').select(sql<number>`count(*)::int`.as('n')).where('org_id', '=', orgId).executeTakeFirstOrThrow();
+const hasMaskedBranch = sql<boolean>`exists (select 1 from branches m where m.project_id = projects.id and m.anonymization is not null)`;
+
+export function listProjects(db: Db, orgId: string, page: { limit: number; offset: number }, scope: ProjectScope = {}): Promise<ProjectListRow[]> {
+  let q = projectQuery(db, orgId);
+  if (scope.maskedOnly) q = q.where(hasMaskedBranch);
+  return q.orderBy('projects.created_at', 'desc').orderBy('projects.id').limit(page.limit).offset(page.offset).execute();
+}
+
+export async function countProjects(db: Db, orgId: string, scope: ProjectScope = {}): Promise<number> {
+  let q = db.selectFrom('projects').select(sql<number>`count(*)::int`.as('n')).where('org_id', '=', orgId);
+  if (scope.maskedOnly) q = q.where(hasMaskedBranch);
+  const r = await q.executeTakeFirstOrThrow();
   return r.n;
+}
+
+export async function projectHasMaskedBranch(db: Db, projectId: string): Promise<boolean> {
+  const r = await db.selectFrom('branches').select('id').where('project_id', '=', projectId).where('anonymization', 'is not', null).executeTakeFirst();
+  return r !== undefined;
 }
 
 export async function renameProject(db: Db, orgId: string, projectId: string, name: string): Promise<void> {
