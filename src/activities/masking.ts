@@ -72,24 +72,21 @@ export async function applyMasking(c: Client, i: { database: string; rules: Mask
     analystPassword: i.analystPassword,
     analystExists,
   });
-  await c.query('BEGIN');
-  try {
-    for (const s of sql) await c.query(s);
-    await c.query('COMMIT');
-  } catch (err) {
-    await c.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  await runAll(c, sql);
   return { knownColumns: [...known], revokedSchemas, revokedDatabases };
 }
 
 /** Masking removed from the database: its schemas and role gone, PUBLIC's access given back. */
 export async function removeMasking(c: Client, applied: Pick<MaskingApplied, 'revokedSchemas' | 'revokedDatabases'>): Promise<void> {
   const analystExists = (await c.query(`SELECT 1 FROM pg_roles WHERE rolname = $1`, [ANALYST_ROLE])).rowCount === 1;
-  const sql = maskingTeardownSql({ ...applied, analystExists });
+  await runAll(c, maskingTeardownSql({ ...applied, analystExists }));
+}
+
+/** Statements in one transaction: all or none. */
+async function runAll(c: Client, statements: string[]): Promise<void> {
   await c.query('BEGIN');
   try {
-    for (const s of sql) await c.query(s);
+    for (const s of statements) await c.query(s);
     await c.query('COMMIT');
   } catch (err) {
     await c.query('ROLLBACK').catch(() => undefined);
