@@ -10,7 +10,7 @@ import { decryptSecret } from '../domain/secrets';
 import { parseSourceDsn, scrubSecret, SourceDsn } from '../domain/sourceDsn';
 import { ImportError, ImportResult } from '../engine/imports';
 import type { SourceInspection } from '../engine/sourceInspect';
-import { SYSTEM_ROLE, USER_ROLE } from '../domain/roles';
+import { USER_ROLE } from '../domain/roles';
 import { failure } from '../operations/failures';
 import { withFaults } from './faults';
 import { HistoryGapError, type BaseInfo, type HistoryEnd } from '../engine/backups';
@@ -45,24 +45,24 @@ const MERGE_STATEMENT_TIMEOUT_MS = 600_000;
 
 /** The parent's column types and table sizes, which decide how hazardous a statement is. */
 async function mergeContext(d: DiffDatabase): Promise<ClassifyContext> {
-  const c = new Client({ host: d.socketDir, port: d.port, user: SYSTEM_ROLE, database: d.database });
-  c.on('error', () => undefined);
-  await c.connect();
-  try {
-    const cols = await c.query<{ k: string; t: string }>(
-      `SELECT n.nspname || '.' || c.relname || '.' || a.attname AS k, format_type(a.atttypid, a.atttypmod) AS t
-         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND n.nspname NOT IN ('pg_catalog', 'information_schema')`,
-    );
-    const sizes = await c.query<{ k: string; b: string }>(
-      `SELECT n.nspname || '.' || c.relname AS k, pg_total_relation_size(c.oid)::text AS b
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')`,
-    );
-    return { columnTypes: Object.fromEntries(cols.rows.map((r) => [r.k, r.t])), tableBytes: Object.fromEntries(sizes.rows.map((r) => [r.k, Number(r.b)])) };
-  } finally {
-    await c.end().catch(() => undefined);
-  }
+  return withSystemClient(
+    d.socketDir,
+    d.port,
+    async (c) => {
+      const cols = await c.query<{ k: string; t: string }>(
+        `SELECT n.nspname || '.' || c.relname || '.' || a.attname AS k, format_type(a.atttypid, a.atttypmod) AS t
+           FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND n.nspname NOT IN ('pg_catalog', 'information_schema')`,
+      );
+      const sizes = await c.query<{ k: string; b: string }>(
+        `SELECT n.nspname || '.' || c.relname AS k, pg_total_relation_size(c.oid)::text AS b
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')`,
+      );
+      return { columnTypes: Object.fromEntries(cols.rows.map((r) => [r.k, r.t])), tableBytes: Object.fromEntries(sizes.rows.map((r) => [r.k, Number(r.b)])) };
+    },
+    d.database,
+  );
 }
 
 export interface HostDeps {
@@ -118,6 +118,9 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
       throw failure('ImportSourceInvalid', `the source DSN is not usable: ${(err as Error).message}`);
     }
   };
+
+  /** A database of a compute on this host, as the schema diff reaches it (its private socket). */
+  const diffDatabase = (c: ComputeSocket, database: string): DiffDatabase => ({ socketDir: engine.layout.socketDir(c.endpointId), port: c.port, database });
 
   const activities = {
     /** The endpoint's port on this host: the one it has, or a free one now recorded here. */
@@ -415,8 +418,7 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
      * since the fork point), each statement classified, then the three-way plan. Reads only.
      */
     async planSchemaMerge(i: { database: string; forkPoint: ComputeSocket; parent: ComputeSocket; branch: ComputeSocket }): Promise<SchemaMergePlan> {
-      const db = (c: ComputeSocket): DiffDatabase => ({ socketDir: engine.layout.socketDir(c.endpointId), port: c.port, database: i.database });
-      const [fork, parent, branch] = [db(i.forkPoint), db(i.parent), db(i.branch)];
+      const [fork, parent, branch] = [i.forkPoint, i.parent, i.branch].map((c) => diffDatabase(c, i.database));
       let diffs: DiffStatement[][];
       try {
         diffs = [await schemaDiff(parent, branch), await schemaDiff(fork, branch), await schemaDiff(fork, parent)];
@@ -445,8 +447,7 @@ export function createHostActivities({ engine, hostId, secretKey, faults = [], l
      */
     async applySchemaMerge(i: { spec: EndpointSpec; passwordSealed: string; database: string; statements: string[]; branch: ComputeSocket }): Promise<{ alreadyApplied: boolean }> {
       if (Context.current().info.attempt > 1) {
-        const sock = (c: ComputeSocket): DiffDatabase => ({ socketDir: engine.layout.socketDir(c.endpointId), port: c.port, database: i.database });
-        const fresh = new Set((await schemaDiff(sock(i.spec), sock(i.branch))).map((d) => d.sql));
+        const fresh = new Set((await schemaDiff(diffDatabase(i.spec, i.database), diffDatabase(i.branch, i.database))).map((d) => d.sql));
         if (!i.statements.some((s) => fresh.has(s))) return { alreadyApplied: true };
       }
       const c = new Client({ host: '127.0.0.1', port: i.spec.port, user: USER_ROLE, password: decryptSecret(i.passwordSealed, secretKey), database: i.database, application_name: 'lampion-merge' });

@@ -9,6 +9,7 @@ import { branchParams, databaseName, identifier } from '../../params';
 import { requireBranch, requireEndpoint } from '../../lookup';
 import { consoleOptions, queryRows, withSession } from '../../executor';
 import type { AuthContext } from '../../auth';
+import type { MaskingStateRow } from '../../../db/schema';
 import { hasRole, POLICY } from '../../../domain/rbac';
 import { branchMasking } from '../../../operations';
 import { ANALYST_ROLE, MASKING_FUNCTIONS, maskingText, parseMaskingFunction } from '../../../domain/masking';
@@ -45,17 +46,17 @@ export function registerAnonymizationRoutes(router: Router, registry: OpenAPIReg
   }
 
   /** Makes the masked views again after a rule changed, when masking is on. */
-  async function reapply(ctx: any, auth: AuthContext, b: { id: string; project_id: string; host_id: string }, endpointId: string) {
-    const row = await deps.db.selectFrom('branches').select(['anonymization']).where('id', '=', b.id).executeTakeFirstOrThrow();
-    if (!row.anonymization) return true;
+  async function reapply(ctx: any, auth: AuthContext, b: { id: string; project_id: string; host_id: string; anonymization: MaskingStateRow | null }, endpointId: string) {
+    const state = b.anonymization;
+    if (!state) return true;
     const outcome = await runOperation(deps, auth, branchMasking, {
       projectId: b.project_id,
       branchId: b.id,
       endpointId,
       hostId: b.host_id,
       action: 'apply',
-      database: row.anonymization.database,
-      analystPasswordSealed: row.anonymization.password_enc,
+      database: state.database,
+      analystPasswordSealed: state.password_enc,
     });
     if (!outcome.done) {
       answerAccepted(ctx, b.project_id, outcome.operationId, { status: 'applying' });
@@ -131,7 +132,7 @@ export function registerAnonymizationRoutes(router: Router, registry: OpenAPIReg
       const { branch, endpoint } = await branchWithCompute(auth, params);
       const parsed = await parseMaskingFunction(body.masking_function);
       if (!parsed.ok) throw new ApiError(422, 'validation_failed', `masking_function ${parsed.message}`, { fields: [{ field: 'body.masking_function', message: parsed.message }] });
-      const database = (await deps.db.selectFrom('branches').select(['anonymization']).where('id', '=', branch.id).executeTakeFirstOrThrow()).anonymization?.database ?? 'postgres';
+      const database = branch.anonymization?.database ?? 'postgres';
       const found = await withSession(deps, auth, endpoint, consoleOptions(deps, database), (s) =>
         queryRows(s, {
           text: `SELECT 1 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
