@@ -3,7 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { HostTimeouts } from './domain/timeouts';
 import { parseBinDirs, PgBinDir } from './domain/pgVersions';
-import { PLAN_NAMES, PlanName } from './domain/plans';
+import { PLAN_NAMES, PLANS, PlanName } from './domain/plans';
 import type { RegionInfo } from './domain/residency';
 
 // 0 = an ephemeral port (tests); the start command always passes real ones.
@@ -113,7 +113,33 @@ export const envSchema = z.object({
   LAMPION_SPARE_CLUSTERS: z.coerce.number().int().min(0).max(10).default(1),
   LAMPION_SQL_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(4),
   LAMPION_API_KEY_TTL_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
-  LAMPION_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(1200),
+  /** One limit for every plan (tests, benches); unset, each plan has its own (LAMPION_RATE_LIMITS or the plan's). */
+  LAMPION_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).optional(),
+  LAMPION_RATE_LIMITS: z
+    .string()
+    .default('')
+    .transform((s, ctx) => {
+      const out: Partial<Record<PlanName, number>> = {};
+      for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+        const m = /^(\w+)=(\d{1,9})$/.exec(part);
+        if (!m || !(PLAN_NAMES as string[]).includes(m[1]) || Number(m[2]) < 1) {
+          ctx.addIssue({ code: 'custom', message: `"${part}" is not plan=requests_per_minute (plans: ${PLAN_NAMES.join(', ')})` });
+          continue;
+        }
+        out[m[1] as PlanName] = Number(m[2]);
+      }
+      return out;
+    }),
+  LAMPION_OWNER_EMAIL: z.string().email().default('owner@localhost'),
+  LAMPION_INVITATION_TTL_HOURS: z.coerce.number().int().min(1).max(8760).default(168),
+  LAMPION_WEBHOOK_ALLOW_PRIVATE: z
+    .enum(['true', 'false', '1', '0'])
+    .default('false')
+    .transform((v) => v === 'true' || v === '1'),
+  LAMPION_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+  LAMPION_WEBHOOK_RETRY_INITIAL_SECONDS: z.coerce.number().min(0.1).max(3600).default(10),
+  LAMPION_WEBHOOK_RETRY_MAX_SECONDS: z.coerce.number().min(0.1).max(86_400).default(3600),
+  LAMPION_WEBHOOK_RETRY_HOURS: z.coerce.number().min(0.01).max(720).default(72),
   LAMPION_SECRET_KEY: optionalString.pipe(
     z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 hex characters (32 bytes)').optional(),
   ),
@@ -179,7 +205,12 @@ export interface Config {
   /** The SQL executor: default and largest statement timeout, largest row cap, pool size per endpoint and database. */
   sql: { timeoutMs: number; maxTimeoutMs: number; maxRows: number; poolSize: number };
   apiKeyTtlDays: number;
-  rateLimitPerMinute: number;
+  /** Requests per minute per API key, by plan. */
+  rateLimits: Record<PlanName, number>;
+  ownerEmail: string;
+  invitationTtlHours: number;
+  /** Webhook delivery: whether private/loopback targets are allowed, the request timeout, the retry schedule. */
+  webhooks: { allowPrivate: boolean; timeoutMs: number; retryInitialSeconds: number; retryMaxSeconds: number; retryHours: number };
   secretKey?: string;
   /** Activity names that fail on purpose; for tests of compensation only. */
   faultInjection: string[];
@@ -243,7 +274,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       poolSize: e.LAMPION_SQL_POOL_SIZE,
     },
     apiKeyTtlDays: e.LAMPION_API_KEY_TTL_DAYS,
-    rateLimitPerMinute: e.LAMPION_RATE_LIMIT_PER_MINUTE,
+    rateLimits: Object.fromEntries(
+      PLANS.map((p) => [p.name, e.LAMPION_RATE_LIMIT_PER_MINUTE ?? e.LAMPION_RATE_LIMITS[p.name] ?? p.api_requests_per_minute]),
+    ) as Record<PlanName, number>,
+    ownerEmail: e.LAMPION_OWNER_EMAIL,
+    invitationTtlHours: e.LAMPION_INVITATION_TTL_HOURS,
+    webhooks: {
+      allowPrivate: e.LAMPION_WEBHOOK_ALLOW_PRIVATE,
+      timeoutMs: e.LAMPION_WEBHOOK_TIMEOUT_MS,
+      retryInitialSeconds: e.LAMPION_WEBHOOK_RETRY_INITIAL_SECONDS,
+      retryMaxSeconds: e.LAMPION_WEBHOOK_RETRY_MAX_SECONDS,
+      retryHours: e.LAMPION_WEBHOOK_RETRY_HOURS,
+    },
     secretKey: e.LAMPION_SECRET_KEY,
     faultInjection: e.LAMPION_FAULT_INJECTION,
     hostTimeouts: {

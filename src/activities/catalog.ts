@@ -1,5 +1,8 @@
 import type { EndpointMetrics } from '../engine/host';
 import { planNamed, projectLimitReached } from '../domain/plans';
+import { recordAudit } from '../db/queries/audit';
+import { emitEvent } from '../db/queries/webhooks';
+import { operationEvent, workflowResource } from '../domain/webhooks';
 import { sql } from 'kysely';
 import type { Transaction } from 'kysely';
 import type { Db, Database, BranchStatus, ComputeEvent } from '../db';
@@ -791,21 +794,53 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
 
     /** Creates the operation row for work that no API request started (schedules). */
     async openOperation(i: { operationId: string; orgId: string; projectId: string; kind: string; workflowId: string }): Promise<void> {
-      await insertOperation(db, { id: i.operationId, orgId: i.orgId, projectId: i.projectId, kind: i.kind, workflowId: i.workflowId });
+      // The platform's own actions (auto-suspend, TTL expiry, backups, autoscaling) are audited
+      // with the row that starts them.
+      await db.transaction().execute(async (tx) => {
+        await insertOperation(tx, { id: i.operationId, orgId: i.orgId, projectId: i.projectId, kind: i.kind, workflowId: i.workflowId });
+        await recordAudit(tx, {
+          orgId: i.orgId,
+          actor: 'platform',
+          action: i.kind,
+          target: Object.values(workflowResource(i.workflowId)).pop() ?? i.projectId,
+          outcome: 'started',
+          details: { operation_id: i.operationId, project_id: i.projectId, workflow_id: i.workflowId },
+        });
+      });
     },
 
     async finishOperation(o: OperationOutcome): Promise<void> {
-      await db
-        .updateTable('operations')
-        .set({
-          status: o.status,
-          step: o.step ?? null,
-          error: o.error ? JSON.stringify(o.error) : null,
-          result: o.result === undefined ? null : JSON.stringify(o.result),
-          updated_at: sql`now()`,
-        })
-        .where('id', '=', o.operationId)
-        .execute();
+      // The event the end announces goes to the outbox in the same transaction (at most once:
+      // only the update that moves the row out of running emits it).
+      await db.transaction().execute(async (tx) => {
+        const op = await tx
+          .updateTable('operations')
+          .set({
+            status: o.status,
+            step: o.step ?? null,
+            error: o.error ? JSON.stringify(o.error) : null,
+            result: o.result === undefined ? null : JSON.stringify(o.result),
+            updated_at: sql`now()`,
+          })
+          .where('id', '=', o.operationId)
+          .returning(['org_id', 'project_id', 'kind', 'workflow_id', 'detail', sql<string>`(SELECT status FROM operations p WHERE p.id = operations.id)`.as('before')])
+          .executeTakeFirst();
+        if (!op || op.before !== 'running') return;
+        const detail = (op.detail ?? null) as Record<string, unknown> | null;
+        const type = operationEvent(op.kind, o.status, detail, o.result);
+        if (!type) return;
+        await emitEvent(tx, {
+          orgId: op.org_id,
+          type,
+          data: {
+            operation_id: o.operationId,
+            operation: op.kind,
+            project_id: op.project_id,
+            ...workflowResource(op.workflow_id),
+            ...(o.error ? { error: o.error } : {}),
+          },
+        });
+      });
     },
   };
   return withFaults(activities, faults);

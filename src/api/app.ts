@@ -31,6 +31,11 @@ import { registerMergeRoutes } from './routes/branches/merge';
 import { registerReplayRoutes } from './routes/replay';
 import { registerAnonymizationRoutes } from './routes/branches/anonymization';
 import { registerImportRoutes } from './routes/imports';
+import { registerMemberRoutes } from './routes/orgs/members';
+import { registerInvitationRoutes } from './routes/orgs/invitations';
+import { registerApiKeyRoutes } from './routes/orgs/api-keys';
+import { registerAuditLogRoutes } from './routes/orgs/audit-log';
+import { registerWebhookRoutes } from './routes/orgs/webhooks';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -66,6 +71,11 @@ export function createApp(deps: ApiDeps): Koa {
   registerReplayRoutes(router, registry, deps);
   registerAnonymizationRoutes(router, registry, deps);
   registerImportRoutes(router, registry, deps);
+  registerMemberRoutes(router, registry, deps);
+  registerInvitationRoutes(router, registry, deps);
+  registerApiKeyRoutes(router, registry, deps);
+  registerAuditLogRoutes(router, registry, deps);
+  registerWebhookRoutes(router, registry, deps);
 
   const document = new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',

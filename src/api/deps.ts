@@ -1,11 +1,12 @@
 import type { Client } from '@temporalio/client';
 import type { Logger } from 'pino';
-import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Config } from '../config';
 import type { Db } from '../db';
 import type { ComputePools } from './executor';
 import type { TtlCache } from './ttlCache';
-import type { ApiKeyRow } from '../db';
+import type { KeyPrincipal } from '../db/apiKeys';
+import type { RateLimits } from './rateLimit';
+import type { DeliveryStarter } from '../operations/webhooks';
 import type { EndpointListRow } from '../db/queries/endpoints';
 
 export interface ComponentProbe {
@@ -19,7 +20,9 @@ export interface ApiDeps {
   secretKey: Buffer;
   temporal: Client;
   logger: Logger;
-  rateLimiter: RateLimiterAbstract;
+  rateLimits: RateLimits;
+  /** Starts webhook deliveries right after the transaction that wrote them. */
+  deliveries: DeliveryStarter;
   /** Public port of the proxy, written into connection strings. */
   proxyPort: () => number;
   probes: Record<string, ComponentProbe>;
@@ -27,7 +30,7 @@ export interface ApiDeps {
    * Hot-path lookups (LAMPION_API_CACHE_MS): valid API keys by hash; running endpoints for the
    * SQL executor, which looks again when a cached one fails to connect.
    */
-  caches: { apiKeys: TtlCache<ApiKeyRow>; runningEndpoints: TtlCache<EndpointListRow> };
+  caches: { apiKeys: TtlCache<KeyPrincipal>; runningEndpoints: TtlCache<EndpointListRow> };
   /** The SQL executor's connections to computes (see api/executor.ts). */
   computePools: ComputePools;
   /**

@@ -21,6 +21,12 @@ export const notFound = (what: string, id?: string) =>
   new ApiError(404, 'not_found', id ? `${what} ${id} not found` : `${what} not found`);
 export const conflict = (message: string, details?: unknown) => new ApiError(409, 'conflict', message, details);
 
+/** A refusal of an organization rule (domain/members) as the API answers it. */
+export function refusalError(r: { status: number; message: string }): ApiError {
+  const code = r.status === 403 ? 'forbidden' : r.status === 409 ? 'conflict' : 'validation_failed';
+  return new ApiError(r.status, code, r.message);
+}
+
 export function validationError(where: 'body' | 'query' | 'path', err: ZodError): ApiError {
   const fields = err.issues.map((i) => ({
     field: [where, ...i.path.map(String)].join('.'),

@@ -27,3 +27,9 @@ export const databaseName = identifier('database').default('postgres').openapi({
 
 /** `?database=`: the database a read looks in. */
 export const databaseQuery = z.object({ database: databaseName });
+
+/** The organization's own resources (members, invitations, keys, webhooks). */
+export const memberParams = z.object({ uid: z.string().regex(idPattern('member'), 'not a user id') });
+export const invitationParams = z.object({ inv_id: z.string().regex(idPattern('invitation'), 'not an invitation id') });
+export const apiKeyParams = z.object({ key_id: z.string().regex(idPattern('apiKey'), 'not an API key id') });
+export const webhookParams = z.object({ id: z.string().regex(idPattern('webhook'), 'not a webhook id') });

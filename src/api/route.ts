@@ -3,8 +3,10 @@ import type Router from '@koa/router';
 import { z } from 'zod';
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import './zod';
-import type { Action } from '../domain/rbac';
-import { validationError } from './errors';
+import { POLICY, type Action } from '../domain/rbac';
+import { ApiError, validationError } from './errors';
+import { auditRequest } from './audit';
+import { withIdempotency } from './idempotency';
 import { authorize, AuthContext } from './auth';
 import type { ApiDeps } from './deps';
 
@@ -60,29 +62,48 @@ export function defineRoute<P extends z.ZodType = z.ZodObject<{}>, Q extends z.Z
   for (const status of common) {
     responses[status] ??= { description: 'Error', content: { 'application/json': { schema: errorEnvelope } } };
   }
+  const idempotent = spec.method === 'post' && spec.action !== null;
   registry.registerPath({
     method: spec.method,
     path: spec.path,
     summary: spec.summary,
     tags: spec.tags,
     security: spec.action ? [{ bearerAuth: [] }] : [],
+    // The policy in the document: what the role matrix test and a reader check a route against.
+    ...(spec.action ? { 'x-lampion-action': spec.action, 'x-lampion-min-role': POLICY[spec.action] } : {}),
     request: {
       params: spec.params as any,
       query: spec.query as any,
+      headers: idempotent ? (idempotencyHeader as any) : undefined,
       body: spec.body ? { content: { 'application/json': { schema: spec.body } }, required: true } : undefined,
     },
     responses: responses as any,
   });
 
   const koaPath = spec.path.replace(/\{(\w+)\}/g, ':$1');
+  const audited = spec.method !== 'get' && spec.action !== null;
   router[spec.method](koaPath, async (ctx) => {
-    const auth = spec.action ? await authorize(ctx, deps, spec.action) : (undefined as unknown as AuthContext);
-    const params = parse('path', spec.params, ctx.params ?? {});
-    const query = parse('query', spec.query, ctx.query ?? {});
-    const body = spec.body ? parse('body', spec.body, (ctx.request as any).body ?? {}) : undefined;
-    await spec.handler(ctx, { params, query, body: body as any, auth });
+    try {
+      const auth = spec.action ? await authorize(ctx, deps, spec.action) : (undefined as unknown as AuthContext);
+      const params = parse('path', spec.params, ctx.params ?? {});
+      const query = parse('query', spec.query, ctx.query ?? {});
+      const body = spec.body ? parse('body', spec.body, (ctx.request as any).body ?? {}) : undefined;
+      const run = () => spec.handler(ctx, { params, query, body: body as any, auth });
+      await (idempotent ? withIdempotency(deps.db, ctx, auth.orgId, body, run) : run());
+    } catch (err) {
+      if (audited) await auditRequest(deps.db, ctx, { action: spec.action!, status: err instanceof ApiError ? err.status : 500, params: ctx.params });
+      throw err;
+    }
+    if (audited) await auditRequest(deps.db, ctx, { action: spec.action!, status: ctx.status, params: ctx.params });
   });
 }
+
+const idempotencyHeader = z.object({
+  'idempotency-key': z
+    .string()
+    .optional()
+    .openapi({ description: 'Retrying with the same key returns the first answer instead of doing the work again (kept 24 h); the same key with another body is 422' }),
+});
 
 function parse<T extends z.ZodType>(where: 'body' | 'query' | 'path', schema: T | undefined, value: unknown): z.infer<T> {
   if (!schema) return {} as z.infer<T>;

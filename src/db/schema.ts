@@ -29,6 +29,104 @@ export interface ApiKeysTable {
   expires_at: Timestamp;
   revoked_at: Timestamp | null;
   last_used_at: Timestamp | null;
+  /** The member the key acts for (it acts as the lower of both roles); null for a key of no one. */
+  member_id: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+export interface MembersTable {
+  id: string;
+  org_id: string;
+  email: string;
+  role: Role;
+  created_at: Timestamp;
+  removed_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+export interface InvitationsTable {
+  id: string;
+  org_id: string;
+  email: string;
+  role: Role;
+  /** SHA-256 of the one-time token; the token itself is shown once, to the inviter. */
+  token_hash: string;
+  invited_by: string | null;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  accepted_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  cancelled_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  member_id: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+export type AuditOutcome = 'succeeded' | 'accepted' | 'refused' | 'failed' | 'started';
+
+/** Append-only (the database refuses UPDATE, DELETE and TRUNCATE). */
+export interface AuditLogTable {
+  id: Generated<string>;
+  org_id: string;
+  /** The member's e-mail, `key:<name>` for a key of no member, `platform` for schedules. */
+  actor: string;
+  actor_member_id: string | null;
+  actor_key_id: string | null;
+  action: string;
+  target: string | null;
+  outcome: AuditOutcome;
+  status: number | null;
+  request_id: string | null;
+  details: ColumnType<unknown, string | null | undefined, never>;
+  created_at: Generated<Date>;
+}
+
+export interface IdempotencyKeysTable {
+  org_id: string;
+  key: string;
+  method: string;
+  path: string;
+  body_hash: string;
+  /** null while the first request is still running. */
+  status: number | null;
+  response: ColumnType<unknown, string | null | undefined, string | null>;
+  headers: ColumnType<Record<string, string> | null, string | null | undefined, string | null>;
+  created_at: Timestamp;
+}
+
+export interface WebhooksTable {
+  id: string;
+  org_id: string;
+  url: string;
+  events: ColumnType<string[], string, string>;
+  enabled: ColumnType<boolean, boolean | undefined, boolean>;
+  /** AES-GCM sealed signing secret (whsec_…). */
+  secret_enc: string;
+  created_at: Timestamp;
+  deleted_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+export type DeliveryStatus = 'pending' | 'delivered' | 'failed' | 'cancelled';
+
+export interface WebhookDeliveriesTable {
+  id: string;
+  webhook_id: string;
+  org_id: string;
+  event_id: string;
+  event_type: string;
+  payload: ColumnType<unknown, string, never>;
+  status: ColumnType<DeliveryStatus, DeliveryStatus | undefined, DeliveryStatus>;
+  attempts: ColumnType<number, number | undefined, number>;
+  last_status: number | null;
+  last_error: string | null;
+  /** When its delivery workflow was started; null rows are started by the dispatcher. */
+  started_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  created_at: Timestamp;
+  delivered_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+export interface WebhookAttemptsTable {
+  delivery_id: string;
+  attempt: number;
+  status: number | null;
+  error: string | null;
+  duration_ms: number;
+  at: Timestamp;
 }
 
 export interface ProjectsTable {
@@ -229,6 +327,13 @@ export interface Database {
   metrics_snapshots: MetricsSnapshotsTable;
   usage_transfer: UsageTransferTable;
   anonymization_rules: AnonymizationRulesTable;
+  members: MembersTable;
+  invitations: InvitationsTable;
+  audit_log: AuditLogTable;
+  idempotency_keys: IdempotencyKeysTable;
+  webhooks: WebhooksTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_attempts: WebhookAttemptsTable;
 }
 
 export interface MetricsSnapshotsTable {
@@ -253,6 +358,10 @@ export interface UsageTransferTable {
 }
 
 export type ApiKeyRow = Selectable<ApiKeysTable>;
+export type MemberRow = Selectable<MembersTable>;
+export type InvitationRow = Selectable<InvitationsTable>;
+export type WebhookRow = Selectable<WebhooksTable>;
+export type DeliveryRow = Selectable<WebhookDeliveriesTable>;
 export type ProjectRow = Selectable<ProjectsTable>;
 export type BranchRow = Selectable<BranchesTable>;
 export type EndpointRow = Selectable<EndpointsTable>;

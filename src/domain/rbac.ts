@@ -73,9 +73,30 @@ export const POLICY = {
   'import.read': 'viewer',
   'import.cancel': 'developer',
   'health.read': 'viewer',
+  /** The organization: who is in it (read), and changing who is (admins; owner rules in domain/members). */
+  'member.read': 'viewer',
+  'member.update': 'admin',
+  'member.delete': 'admin',
+  'org.transfer_ownership': 'owner',
+  'invitation.read': 'admin',
+  'invitation.create': 'admin',
+  'invitation.delete': 'admin',
+  /** Everyone manages their own keys (no higher than themselves); admins see and revoke all. */
+  'api_key.read': 'analyst',
+  'api_key.create': 'analyst',
+  'api_key.delete': 'analyst',
+  'audit.read': 'owner',
+  /** A webhook receives every matching event of the organization. */
+  'webhook.read': 'admin',
+  'webhook.write': 'admin',
 } as const satisfies Record<string, Role>;
 
 export type Action = keyof typeof POLICY;
+
+/** The less powerful of two roles: what a key of a member may do. */
+export function lowerRole(a: Role, b: Role): Role {
+  return roleRank(a) <= roleRank(b) ? a : b;
+}
 
 export function isAllowed(role: Role, action: Action): boolean {
   return hasRole(role, POLICY[action]);

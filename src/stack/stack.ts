@@ -7,7 +7,8 @@ import { TtlCache } from '../api/ttlCache';
 import { TransferMeter } from './transferMeter';
 import pino, { Logger } from 'pino';
 import { sql } from 'kysely';
-import { RateLimiterMemory } from 'rate-limiter-flexible';
+import { Pool } from 'pg';
+import { RateLimits } from '../api/rateLimit';
 import type { Client, Connection } from '@temporalio/client';
 import { Config, ConfigError } from '../config';
 import { createDb, Db, migrateToLatest } from '../db';
@@ -34,6 +35,8 @@ import { createEndpointResolver } from './endpointResolver';
 import { createCatalogActivities } from '../activities/catalog';
 import { startComputeRestart, superviseComputes } from '../workers/supervisor';
 import { superviseOperations } from '../workers/operationReconciler';
+import { superviseWebhookDeliveries } from '../workers/webhookDispatcher';
+import type { DeliveryStarter } from '../operations/webhooks';
 import { computeDataId } from '../domain/computeData';
 import { mountCowVolume, unmountCowVolume } from './cowVolume';
 import type { CowVolume } from '../engine/cowVolume';
@@ -104,11 +107,14 @@ export class Stack {
   private workers?: RunningWorkers;
   private supervisor?: { stop(): void };
   private operationReconciler?: { stop(): void };
+  private webhookDispatcher?: { stop(): void };
   proxy?: ProxyServer;
   private transferMeter?: TransferMeter;
   private server?: http.Server;
   private cowVolume?: CowVolume;
   private stopped = false;
+  /** The rate limiter's connections (its store is the catalog's rate_limits table). */
+  private ratePool?: Pool;
   /** The SQL executor's connections to computes; closed in stop() before the computes stop. */
   private readonly computePools: ComputePools;
   /** Aborted first in stop(): cancels result polls the API left running (see ApiDeps.stopping). */
@@ -173,6 +179,10 @@ export class Stack {
       this.controlDb = await startControlDb(pgs, c.dataDir, c.controlDbPort);
     }
     this.db = createDb(c.databaseUrl ?? this.controlDb!.url);
+    if (this.roles.api) {
+      this.ratePool = new Pool({ connectionString: c.databaseUrl ?? this.controlDb!.url, max: 4 });
+      this.ratePool.on('error', () => undefined);
+    }
     await migrateToLatest(this.db);
 
     if (!c.temporalAddress) {
@@ -218,6 +228,7 @@ export class Stack {
         secretKey,
         faults: c.faultInjection,
         logger: this.logger.child({ component: 'worker' }),
+        webhooks: { allowPrivate: c.webhooks.allowPrivate, timeoutMs: c.webhooks.timeoutMs },
         control: true,
         host: true,
       });
@@ -233,6 +244,7 @@ export class Stack {
       // Operations whose workflow never started (a crash between the row and the start) or
       // ended without recording its outcome are closed: at boot, then every 10 s.
       this.operationReconciler = superviseOperations({ db: this.db, temporal: this.temporal, logger: this.logger.child({ component: 'operations' }) });
+      this.webhookDispatcher = superviseWebhookDeliveries({ db: this.db, starter: this.deliveryStarter, logger: this.logger.child({ component: 'webhooks' }) });
     }
 
     if (this.roles.proxy) {
@@ -277,7 +289,8 @@ export class Stack {
         secretKey,
         temporal: this.temporal,
         logger: this.logger.child({ component: 'api' }),
-        rateLimiter: new RateLimiterMemory({ points: c.rateLimitPerMinute, duration: 60 }),
+        deliveries: this.deliveryStarter,
+        rateLimits: new RateLimits((plan) => c.rateLimits[plan as keyof typeof c.rateLimits] ?? c.rateLimits.free, this.ratePool),
         proxyPort: () => this.proxyPort,
         probes: this.probes(),
         stopping: this.stopping.signal,
@@ -293,7 +306,18 @@ export class Stack {
       });
     }
     // Last, so a start that fails earlier cannot issue a first owner key nobody ever sees.
-    this.firstOwnerKey = (await bootstrapAccess(this.db, { bootstrapKey: c.bootstrapApiKey, ttlDays: c.apiKeyTtlDays, plan: c.defaultOrgPlan })).firstOwnerKey;
+    this.firstOwnerKey = (await bootstrapAccess(this.db, { bootstrapKey: c.bootstrapApiKey, ttlDays: c.apiKeyTtlDays, plan: c.defaultOrgPlan, ownerEmail: c.ownerEmail })).firstOwnerKey;
+  }
+
+  /** How webhook deliveries' workflows are started (the API's events, the dispatcher's outbox). */
+  get deliveryStarter(): DeliveryStarter {
+    const w = this.config.webhooks;
+    return {
+      temporal: this.temporal,
+      taskQueue: this.config.controlTaskQueue,
+      retry: { initialSeconds: w.retryInitialSeconds, maxSeconds: w.retryMaxSeconds, hours: w.retryHours },
+      timeoutMs: w.timeoutMs,
+    };
   }
 
   get schedules() {
@@ -394,6 +418,7 @@ export class Stack {
     this.stopping.abort();
     this.supervisor?.stop();
     this.operationReconciler?.stop();
+    this.webhookDispatcher?.stop();
     if (this.server) {
       this.server.closeAllConnections?.();
       await new Promise((r) => this.server!.close(r));
@@ -406,6 +431,7 @@ export class Stack {
     if (this.roles.worker && this.db && this.engine) await this.stopHostComputes().catch(() => undefined);
     await this.engine?.spares.close();
     await this.db?.destroy().catch(() => undefined);
+    await this.ratePool?.end().catch(() => undefined);
     await this.temporalServer?.stop();
     await this.controlDb?.stop();
     // Last: a call still in flight (an operation's result() long poll) retries when Temporal goes

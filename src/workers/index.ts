@@ -4,6 +4,7 @@ import type { Db } from '../db';
 import type { HostEngine } from '../engine/host';
 import { createCatalogActivities } from '../activities/catalog';
 import { createHostActivities, HostActivities, withHeartbeats } from '../activities/host';
+import { createWebhookActivities } from '../activities/webhooks';
 import { hostTaskQueue } from '../domain/queues';
 
 let bundle: Promise<{ code: string }> | undefined;
@@ -25,6 +26,8 @@ export interface WorkerOptions {
   secretKey: Buffer;
   faults: readonly string[];
   logger: Logger;
+  /** Webhook delivery (control worker): private targets allowed, request timeout. */
+  webhooks: { allowPrivate: boolean; timeoutMs: number };
   /** Which workers this process runs. */
   control: boolean;
   host: boolean;
@@ -56,7 +59,10 @@ export async function startWorkers(o: WorkerOptions): Promise<RunningWorkers> {
   const connection = await NativeConnection.connect({ address: o.temporalAddress });
   const factories: (() => Promise<Worker>)[] = [];
   if (o.control) {
-    const activities = createCatalogActivities({ db: o.db, secretKey: o.secretKey, faults: o.faults });
+    const activities = {
+      ...createCatalogActivities({ db: o.db, secretKey: o.secretKey, faults: o.faults }),
+      ...createWebhookActivities({ db: o.db, secretKey: o.secretKey, ...o.webhooks }),
+    };
     const workflowCode = await workflowBundle();
     factories.push(() => Worker.create({ connection, namespace: o.namespace, taskQueue: o.controlTaskQueue, workflowBundle: workflowCode, activities }));
   }

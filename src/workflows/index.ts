@@ -10,3 +10,4 @@ export { readEndpointLog, manageExtension, readEndpointMetrics } from './console
 export { mergeBranch } from './merges';
 export { replayQueries } from './replays';
 export { setBranchMasking } from './masking';
+export { deliverWebhook } from './webhooks';

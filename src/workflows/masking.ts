@@ -17,7 +17,7 @@ export interface SetBranchMaskingInput {
  * Dynamic masking of a branch made, remade or removed on its compute (one transaction each),
  * then recorded: rules and state live in the catalog, the masked views in the database.
  */
-export async function setBranchMasking(input: SetBranchMaskingInput): Promise<{ enabled: boolean }> {
+export async function setBranchMasking(input: SetBranchMaskingInput): Promise<{ enabled: boolean; transition?: 'enabled' | 'disabled' }> {
   const saga = new Saga([input.action, 'record'], input.operationId);
   const h = host(input.hostId);
   try {
@@ -28,7 +28,8 @@ export async function setBranchMasking(input: SetBranchMaskingInput): Promise<{ 
         await saga.run('disable', () => h.removeBranchMasking({ spec, database: state.database, applied: { revokedSchemas: state.revoked_schemas, revokedDatabases: state.revoked_databases } }));
         await saga.run('record', () => catalog.recordMasking({ branchId: input.branchId, state: null }));
       }
-      return await saga.succeed({ enabled: false });
+      // What webhooks announce: only a change of on/off, not a remake after a rule changed.
+      return await saga.succeed({ enabled: false, ...(state ? { transition: 'disabled' as const } : {}) });
     }
     const database = state?.database ?? input.database;
     const passwordSealed = state?.password_enc ?? input.analystPasswordSealed;
@@ -55,7 +56,7 @@ export async function setBranchMasking(input: SetBranchMaskingInput): Promise<{ 
         },
       }),
     );
-    return await saga.succeed({ enabled: true });
+    return await saga.succeed({ enabled: true, ...(state ? {} : { transition: 'enabled' as const }) });
   } catch (err) {
     return saga.fail(err);
   }

@@ -4,7 +4,8 @@ import { isolatedStackBase } from './isolation';
 import pino from 'pino';
 import { loadConfig } from '../../src/config';
 import { Stack, Roles, ALL_ROLES } from '../../src/stack/stack';
-import { issueApiKey, DEFAULT_ORG_ID, ensureOrganization } from '../../src/db/apiKeys';
+import { issueApiKey, DEFAULT_ORG_ID, ensureOrganization, ensureMember } from '../../src/db/apiKeys';
+import { randomToken } from '../../src/domain/ids';
 import type { Role } from '../../src/domain/rbac';
 
 export interface TestStack {
@@ -13,7 +14,9 @@ export interface TestStack {
   ownerKey: string;
   dataDir: string;
   env: Record<string, string>;
+  /** A new member of the organization with that role, and a key of theirs. */
   key(role: Role, o?: { orgId?: string; expired?: boolean }): Promise<string>;
+  member(role: Role, o?: { orgId?: string }): Promise<{ key: string; keyId: string; memberId: string; email: string }>;
   request(method: string, url: string, o?: { key?: string | null; body?: unknown; raw?: string }): Promise<{ status: number; body: any; headers: Headers }>;
   restart(roles?: Roles): Promise<void>;
   stop(): Promise<void>;
@@ -35,6 +38,8 @@ export async function startTestStack(extraEnv: Record<string, string> = {}, o: {
     DATABASE_URL: databaseUrl,
     TEMPORAL_ADDRESS: process.env.LAMPION_TEST_TEMPORAL_ADDRESS!,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
+    // Receivers in tests listen on loopback; production refuses private targets by default.
+    LAMPION_WEBHOOK_ALLOW_PRIVATE: 'true',
     ...(process.env.LAMPION_PG_OS_USER ? { LAMPION_PG_OS_USER: process.env.LAMPION_PG_OS_USER } : {}),
     ...extraEnv,
   };
@@ -60,8 +65,18 @@ export async function startTestStack(extraEnv: Record<string, string> = {}, o: {
     async key(role, o = {}) {
       const orgId = o.orgId ?? DEFAULT_ORG_ID;
       await ensureOrganization(stack.db, orgId, orgId);
+      const memberId = await ensureMember(stack.db, { orgId, email: `${role}.${randomToken(8)}@test.lampion`, role });
       const now = o.expired ? new Date(Date.now() - 100 * 86_400_000) : new Date();
-      return (await issueApiKey(stack.db, { orgId, role, name: `test ${role}`, ttlDays: 90, now })).key;
+      return (await issueApiKey(stack.db, { orgId, role, name: `test ${role}`, ttlDays: 90, now, memberId })).key;
+    },
+    async member(role, o = {}) {
+      const orgId = o.orgId ?? DEFAULT_ORG_ID;
+      await ensureOrganization(stack.db, orgId, orgId);
+      const email = `${role}.${randomToken(8)}@test.lampion`;
+      const memberId = await ensureMember(stack.db, { orgId, email, role });
+      // Like an invitation's first key: it follows the member's role.
+      const issued = await issueApiKey(stack.db, { orgId, role: 'owner', name: `test ${role}`, ttlDays: 90, memberId });
+      return { key: issued.key, keyId: issued.id, memberId, email };
     },
     async request(method, url, o = {}) {
       const headers: Record<string, string> = {};
