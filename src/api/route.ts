@@ -105,9 +105,28 @@ const idempotencyHeader = z.object({
     .openapi({ description: 'Retrying with the same key returns the first answer instead of doing the work again (kept 24 h); the same key with another body is 422' }),
 });
 
+/** The path of the first string holding a NUL byte (Postgres cannot store one in text), or undefined. */
+function nulAt(v: unknown, path: string[] = []): string[] | undefined {
+  if (typeof v === 'string') return v.includes('\u0000') ? path : undefined;
+  if (v && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      const found = nulAt(x, [...path, k]);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
 function parse<T extends z.ZodType>(where: 'body' | 'query' | 'path', schema: T | undefined, value: unknown): z.infer<T> {
   if (!schema) return {} as z.infer<T>;
+
   const r = schema.safeParse(value);
   if (!r.success) throw validationError(where, r.error);
+  // A net under every field's own rules: a NUL byte anywhere is refused, never a 500 from the catalog.
+  const nul = nulAt(r.data);
+  if (nul) {
+    const field = [where, ...nul].join('.');
+    throw new ApiError(422, 'validation_failed', `${field}: must not contain NUL bytes`, { fields: [{ field, message: 'must not contain NUL bytes', code: 'custom' }] });
+  }
   return r.data;
 }

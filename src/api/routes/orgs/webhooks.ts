@@ -12,13 +12,16 @@ import { findWebhook, listDeliveries, listWebhooks } from '../../../db/queries/w
 import { eventFilterProblem, generateWebhookSecret, webhookUrlProblem } from '../../../domain/webhooks';
 import { encryptSecret } from '../../../domain/secrets';
 import { newId } from '../../../domain/ids';
+import { CONTROL_CHARS } from '../../../domain/names';
 import { deliveryWorkflowId } from '../../../operations/webhooks';
 
 export function registerWebhookRoutes(router: Router, registry: OpenAPIRegistry, deps: ApiDeps) {
   const url = z
     .string()
     .max(2048)
+    .refine((s) => !CONTROL_CHARS.test(s), { message: 'must not contain control characters' })
     .superRefine((s, ctx) => {
+      if (CONTROL_CHARS.test(s)) return;
       const bad = webhookUrlProblem(s, deps.config.webhooks.allowPrivate);
       if (bad) ctx.addIssue({ code: 'custom', message: bad });
     })
