@@ -30,6 +30,10 @@ command -v mkfs.btrfs >/dev/null 2>&1 || need_apt+=("btrfs-progs")
 command -v pv >/dev/null 2>&1 || need_apt+=("pv")
 # pgbouncer is the peer that bench/proxy measures the proxy against.
 [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || need_apt+=("pgbouncer")
+# Chromium renders /docs in the test suite (playwright-core drives it); the stack never needs it.
+if [ "${LAMPION_NEED_BROWSER:-0}" = 1 ] && [ -z "${LAMPION_CHROMIUM:-}" ]; then
+  [ -x /usr/bin/chromium ] || need_apt+=("chromium")
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]}"
   command -v apt-get >/dev/null 2>&1 || die "apt-get not found. Install PostgreSQL ${PG_MAJOR} (server, contrib, client) and btrfs-progs, or set LAMPION_PG_BINDIRS."

@@ -36,6 +36,7 @@ import { registerInvitationRoutes } from './routes/orgs/invitations';
 import { registerApiKeyRoutes } from './routes/orgs/api-keys';
 import { registerAuditLogRoutes } from './routes/orgs/audit-log';
 import { registerWebhookRoutes } from './routes/orgs/webhooks';
+import { registerDocsRoutes } from './routes/docs';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -79,12 +80,29 @@ export function createApp(deps: ApiDeps): Koa {
 
   const document = new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',
-    info: { title: 'Lampion API', version: '1.0.0', description: 'Projects, branches and computes of self-hosted PostgreSQL.' },
+    info: {
+      title: 'Lampion API',
+      version: '1.0.0',
+      description: [
+        'Projects, branches and computes of self-hosted PostgreSQL.',
+        '',
+        '**Authentication**: `Authorization: Bearer lmp_live_…`. Each operation names the least role it needs (`x-lampion-min-role`: analyst < viewer < developer < admin < owner); a key acts as the lower of its own role and its member’s.',
+        '',
+        '**Lists**: `?limit=&offset=` (default 50, at most 100; metrics history 5000), the page as a JSON array, the total in `X-Total-Count`.',
+        '',
+        '**Rate limits**: per API key and minute, by plan; every authenticated answer has `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (Unix seconds); beyond it, 429 with `Retry-After`.',
+        '',
+        '**Idempotency**: a POST with `Idempotency-Key` answers a retry with the first success (`Idempotent-Replayed: true`) for 24 h; the same key with another body is 422.',
+        '',
+        '**Errors**: `{"error":{"code","message","details","request_id"}}`.',
+      ].join('\n'),
+    },
     servers: [{ url: '/' }],
   });
   router.get('/v1/openapi.json', (ctx) => {
     ctx.body = document;
   });
+  registerDocsRoutes(router);
 
   // Request id and access log first, so every later error carries both.
   app.use(async (ctx, next) => {

@@ -5,7 +5,7 @@ import { defineRoute } from '../route';
 import type { ApiDeps } from '../deps';
 import { ApiError, conflict } from '../errors';
 import { answerAccepted, runOperation } from '../operationRunner';
-import { answerPage, nonEmptyPatch, pagination } from '../pagination';
+import { answerPage, nonEmptyPatch, pagination, answerSlice } from '../pagination';
 import { endpointParams, projectIdParam } from '../params';
 import { publicAccess, requireEndpoint, requireProject } from '../lookup';
 import { endpointSchema, endpointStateSchema, endpointView } from '../views/endpoints';
@@ -25,10 +25,11 @@ export function registerEndpointRoutes(router: Router, registry: OpenAPIRegistry
     tags: ['Endpoints'],
     action: 'endpoint.read',
     params: projectIdParam,
+    query: pagination,
     responses: { 200: { description: 'Tiers', schema: z.array(z.object({ cu: z.number(), label: z.string(), vcpu: z.number(), memory_gb: z.number() })) } },
-    handler: async (ctx, { params, auth }) => {
+    handler: async (ctx, { params, auth, query }) => {
       await requireProject(deps, auth, params.project_id);
-      ctx.body = COMPUTE_SIZES;
+      answerSlice(ctx, query, COMPUTE_SIZES);
     },
   });
 
@@ -155,9 +156,10 @@ export function registerEndpointRoutes(router: Router, registry: OpenAPIRegistry
     tags: ['Endpoints'],
     action: 'endpoint.read',
     params: endpointParams,
+    query: pagination,
     responses: { 200: { description: 'IPs and CIDRs', schema: z.array(z.string()) } },
-    handler: async (ctx, { params, auth }) => {
-      ctx.body = (await requireEndpoint(deps, auth, params.project_id, params.endpoint_id)).allowlist;
+    handler: async (ctx, { params, auth, query }) => {
+      answerSlice(ctx, query, (await requireEndpoint(deps, auth, params.project_id, params.endpoint_id)).allowlist);
     },
   });
 

@@ -3,7 +3,7 @@ import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
 import { defineRoute } from '../route';
 import type { ApiDeps } from '../deps';
-import { answerPage, pagination } from '../pagination';
+import { answerPage, pagination, answerSlice, seriesPagination } from '../pagination';
 import { databaseName, projectIdParam } from '../params';
 import { requireEndpoint, requireProject } from '../lookup';
 import type { AuthContext } from '../auth';
@@ -72,12 +72,12 @@ export function registerMetricsRoutes(router: Router, registry: OpenAPIRegistry,
     tags: ['Metrics'],
     action: 'metrics.read',
     params: projectIdParam,
-    query: z.object({ hours: z.coerce.number().min(0.01).max(24).default(1), endpoint_id: endpointQuery.shape.endpoint_id }),
+    query: z.object({ hours: z.coerce.number().min(0.01).max(24).default(1), endpoint_id: endpointQuery.shape.endpoint_id }).extend(seriesPagination.shape),
     responses: { 200: { description: 'Snapshots', schema: z.array(snapshotSchema) } },
     handler: async (ctx, { params, query, auth }) => {
       await requireProject(deps, auth, params.project_id);
       const rows = await metricsHistory(deps.db, params.project_id, query.hours, query.endpoint_id);
-      ctx.body = rows.map((r) => ({
+      answerSlice(ctx, query, rows.map((r) => ({
         snapshot_at: r.snapshot_at.toISOString(),
         endpoint_id: r.endpoint_id,
         connections_total: r.connections_total,
@@ -86,7 +86,7 @@ export function registerMetricsRoutes(router: Router, registry: OpenAPIRegistry,
         storage_data_dir_mb: mb(r.data_dir_bytes),
         compute_cpu_seconds: r.cpu_seconds,
         memory_mb: mb(r.memory_bytes),
-      }));
+      })));
     },
   });
 
@@ -97,12 +97,12 @@ export function registerMetricsRoutes(router: Router, registry: OpenAPIRegistry,
     tags: ['Metrics'],
     action: 'metrics.read',
     params: projectIdParam,
-    query: endpointQuery.extend({ database: databaseName }),
+    query: endpointQuery.extend({ database: databaseName }).extend(pagination.shape),
     responses: { 200: { description: 'Tables', schema: z.array(vacuumSchema) } },
     handler: async (ctx, { params, query, auth }) => {
       const ep = await metricsEndpoint(deps, auth, params.project_id, query.endpoint_id);
       const rows = await withSession(deps, auth, ep, consoleOptions(deps, query.database), (s) => queryRows<Record<string, any>>(s, vacuumStatsSql()));
-      ctx.body = rows.map((r) => ({
+      answerSlice(ctx, query, rows.map((r) => ({
         table: r.table,
         schema: r.schema,
         live_tuples: Number(r.live_tuples),
@@ -113,7 +113,7 @@ export function registerMetricsRoutes(router: Router, registry: OpenAPIRegistry,
         last_autoanalyze: r.last_autoanalyze,
         vacuum_count: Number(r.vacuum_count),
         autovacuum_count: Number(r.autovacuum_count),
-      }));
+      })));
     },
   });
 

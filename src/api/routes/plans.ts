@@ -1,6 +1,7 @@
 import type Router from '@koa/router';
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import { answerSlice, pagination } from '../pagination';
 import { defineRoute } from '../route';
 import type { ApiDeps } from '../deps';
 import { PLANS } from '../../domain/plans';
@@ -26,10 +27,11 @@ export function registerPlanRoutes(router: Router, registry: OpenAPIRegistry, de
     summary: 'Plans with their limits (enforced where the resource is made) and prices (used by the usage estimate)',
     tags: ['Plans'],
     action: 'project.list',
+    query: pagination,
     responses: { 200: { description: 'Plans', schema: z.array(planSchema) } },
-    handler: async (ctx, { auth }) => {
+    handler: async (ctx, { auth, query }) => {
       const mine = await orgPlan(deps.db, auth.orgId);
-      ctx.body = PLANS.map((p) => ({ ...p, current: p.name === mine.name }));
+      answerSlice(ctx, query, PLANS.map((p) => ({ ...p, current: p.name === mine.name })));
     },
   });
 }

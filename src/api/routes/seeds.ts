@@ -7,7 +7,7 @@ import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
 import { projectIdParam, seedParams } from '../params';
 import { requireProject } from '../lookup';
-import { nonEmptyPatch } from '../pagination';
+import { nonEmptyPatch, answerSlice, pagination } from '../pagination';
 import { seedSchema, seedView as view } from '../views/seeds';
 import { findSeed, listSeeds } from '../../db/queries/seeds';
 import { newId } from '../../domain/ids';
@@ -47,10 +47,11 @@ export function registerSeedRoutes(router: Router, registry: OpenAPIRegistry, de
     tags: ['Seeds'],
     action: 'seed.read',
     params: projectIdParam,
+    query: pagination,
     responses: { 200: { description: 'Seeds', schema: z.array(seedSchema) } },
-    handler: async (ctx, { params, auth }) => {
+    handler: async (ctx, { params, auth, query }) => {
       await requireProject(deps, auth, params.project_id);
-      ctx.body = (await list(params.project_id)).map(view);
+      answerSlice(ctx, query, (await list(params.project_id)).map(view));
     },
   });
 

@@ -1,6 +1,7 @@
 import type Router from '@koa/router';
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import { answerSlice, pagination } from '../../pagination';
 import { defineRoute } from '../../route';
 import type { ApiDeps } from '../../deps';
 import { ApiError, conflict, notFound } from '../../errors';
@@ -86,11 +87,12 @@ export function registerAnonymizationRoutes(router: Router, registry: OpenAPIReg
     tags: ['Anonymization'],
     action: 'anonymization.read',
     params: branchParams,
+    query: pagination,
     responses: { 200: { description: 'Allowed functions', schema: z.array(z.object({ function: z.string(), description: z.string() })) } },
-    handler: async (ctx, { params, auth }) => {
+    handler: async (ctx, { params, auth, query }) => {
       const b = await requireBranch(deps, auth, params.project_id, params.branch_id);
       await status(auth, b.id, null);
-      ctx.body = MASKING_FUNCTIONS.map((f) => ({ function: f.function, description: f.description }));
+      answerSlice(ctx, query, MASKING_FUNCTIONS.map((f) => ({ function: f.function, description: f.description })));
     },
   });
 
@@ -101,10 +103,11 @@ export function registerAnonymizationRoutes(router: Router, registry: OpenAPIReg
     tags: ['Anonymization'],
     action: 'anonymization.read',
     params: branchParams,
+    query: pagination,
     responses: { 200: { description: 'Rules, oldest first', schema: z.array(maskingRuleSchema) } },
-    handler: async (ctx, { params, auth }) => {
+    handler: async (ctx, { params, auth, query }) => {
       const b = await requireBranch(deps, auth, params.project_id, params.branch_id);
-      ctx.body = (await status(auth, b.id, b.compute_id)).rules;
+      answerSlice(ctx, query, (await status(auth, b.id, b.compute_id)).rules);
     },
   });
 

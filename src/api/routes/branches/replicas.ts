@@ -1,6 +1,7 @@
 import type Router from '@koa/router';
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import { answerSlice, pagination } from '../../pagination';
 import { defineRoute } from '../../route';
 import type { ApiDeps } from '../../deps';
 import { conflict, notFound } from '../../errors';
@@ -35,11 +36,12 @@ export function registerReplicaRoutes(router: Router, registry: OpenAPIRegistry,
     tags: ['Replicas'],
     action: 'replica.read',
     params: branchParams,
+    query: pagination,
     responses: { 200: { description: 'Replicas, oldest first', schema: z.array(replicaSchema) } },
-    handler: async (ctx, { params, auth }) => {
+    handler: async (ctx, { params, auth, query }) => {
       await requireBranch(deps, auth, params.project_id, params.branch_id);
       const rows = await listReplicas(deps.db, auth.orgId, params.project_id, params.branch_id);
-      ctx.body = rows.map((r) => replicaView(r, publicAccess(deps, auth, r)));
+      answerSlice(ctx, query, rows.map((r) => replicaView(r, publicAccess(deps, auth, r))));
     },
   });
 

@@ -1,6 +1,7 @@
 import type Router from '@koa/router';
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import { answerSlice, pagination } from '../../pagination';
 import { defineRoute, errorEnvelope } from '../../route';
 import type { ApiDeps } from '../../deps';
 import { ApiError, notFound } from '../../errors';
@@ -19,11 +20,12 @@ export function registerDatabaseRoutes(router: Router, registry: OpenAPIRegistry
     tags: ['Databases'],
     action: 'schema.read',
     params: endpointParams,
+    query: pagination,
     responses: { 200: { description: 'Databases', schema: z.array(databaseSchema) } },
-    handler: async (ctx, { params, auth }) => {
+    handler: async (ctx, { params, auth, query }) => {
       const ep = await consoleEndpoint(deps, auth, params.project_id, params.endpoint_id);
       const rows = await withSession(deps, auth, ep, consoleOptions(deps), (s) => queryRows<{ name: string; encoding: string; size_bytes: string; owner: string }>(s, listDatabasesSql()));
-      ctx.body = rows.map((r) => ({ ...r, size_bytes: Number(r.size_bytes) }));
+      answerSlice(ctx, query, rows.map((r) => ({ ...r, size_bytes: Number(r.size_bytes) })));
     },
   });
 

@@ -1,6 +1,7 @@
 import type Router from '@koa/router';
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import { answerSlice, pagination } from '../../pagination';
 import { defineRoute, errorEnvelope } from '../../route';
 import type { ApiDeps } from '../../deps';
 import type { AuthContext } from '../../auth';
@@ -82,11 +83,11 @@ export function registerExtensionRoutes(router: Router, registry: OpenAPIRegistr
     tags: ['Extensions'],
     action: 'schema.read',
     params: endpointParams,
-    query: databaseQuery,
+    query: databaseQuery.extend(pagination.shape),
     responses: { 200: { description: 'Extensions', schema: z.array(extensionSchema) } },
     handler: async (ctx, { params, query, auth }) => {
       const ep = await consoleEndpoint(deps, auth, params.project_id, params.endpoint_id);
-      ctx.body = (await withSession(deps, auth, ep, consoleOptions(deps, query.database), (s) => queryRows<ExtensionRow>(s, listExtensionsSql()))).map(view);
+      answerSlice(ctx, query, (await withSession(deps, auth, ep, consoleOptions(deps, query.database), (s) => queryRows<ExtensionRow>(s, listExtensionsSql()))).map(view));
     },
   });
 

@@ -1,6 +1,7 @@
 import type Router from '@koa/router';
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import { answerSlice, pagination } from '../../pagination';
 import { defineRoute, errorEnvelope } from '../../route';
 import type { ApiDeps } from '../../deps';
 import { databaseName, databaseQuery, endpointParams, identifier } from '../../params';
@@ -24,12 +25,12 @@ export function registerPermissionRoutes(router: Router, registry: OpenAPIRegist
     tags: ['Permissions'],
     action: 'schema.read',
     params: endpointParams,
-    query: databaseQuery,
+    query: databaseQuery.extend(pagination.shape),
     responses: { 200: { description: 'Grants', schema: z.array(z.object({ table: z.string(), role: z.string(), privileges: z.array(z.string()) })) } },
     handler: async (ctx, { params, query, auth }) => {
       const ep = await consoleEndpoint(deps, auth, params.project_id, params.endpoint_id);
       const rows = await withSession(deps, auth, ep, consoleOptions(deps, query.database), (s) => queryRows<{ schema: string; table: string; role: string; privileges: string[] }>(s, listGrantsSql()));
-      ctx.body = rows.map((r) => ({ table: `${r.schema}.${r.table}`, role: r.role, privileges: r.privileges }));
+      answerSlice(ctx, query, rows.map((r) => ({ table: `${r.schema}.${r.table}`, role: r.role, privileges: r.privileges })));
     },
   });
 
@@ -40,11 +41,11 @@ export function registerPermissionRoutes(router: Router, registry: OpenAPIRegist
     tags: ['Permissions'],
     action: 'schema.read',
     params: endpointParams,
-    query: databaseQuery,
+    query: databaseQuery.extend(pagination.shape),
     responses: { 200: { description: 'Tables', schema: z.array(z.object({ schema: z.string(), table: z.string() })) } },
     handler: async (ctx, { params, query, auth }) => {
       const ep = await consoleEndpoint(deps, auth, params.project_id, params.endpoint_id);
-      ctx.body = await withSession(deps, auth, ep, consoleOptions(deps, query.database), (s) => queryRows(s, listGrantableTablesSql()));
+      answerSlice(ctx, query, await withSession(deps, auth, ep, consoleOptions(deps, query.database), (s) => queryRows(s, listGrantableTablesSql())));
     },
   });
 

@@ -1,6 +1,7 @@
 import type Router from '@koa/router';
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import { answerSlice, pagination } from '../../pagination';
 import { defineRoute, errorEnvelope } from '../../route';
 import type { ApiDeps } from '../../deps';
 import { ApiError, notFound } from '../../errors';
@@ -27,10 +28,11 @@ export function registerRoleRoutes(router: Router, registry: OpenAPIRegistry, de
     tags: ['Roles'],
     action: 'schema.read',
     params: endpointParams,
+    query: pagination,
     responses: { 200: { description: 'Roles', schema: z.array(roleSchema) } },
-    handler: async (ctx, { params, auth }) => {
+    handler: async (ctx, { params, auth, query }) => {
       const ep = await consoleEndpoint(deps, auth, params.project_id, params.endpoint_id);
-      ctx.body = await withSession(deps, auth, ep, consoleOptions(deps), (s) => queryRows(s, listRolesSql(PLATFORM_ROLES)));
+      answerSlice(ctx, query, await withSession(deps, auth, ep, consoleOptions(deps), (s) => queryRows(s, listRolesSql(PLATFORM_ROLES))));
     },
   });
 
