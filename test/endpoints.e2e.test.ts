@@ -200,6 +200,9 @@ describe('endpoints: scale to zero, wake on connect, allowlist, sizes, schedules
     const history = await t.request('GET', path('/metrics/compute-history'));
     expect(history.body[0]).toMatchObject({ event: 'suspend', endpoint_id: project.endpoint_id });
     expect(history.body.map((e: any) => e.event)).toEqual(expect.arrayContaining(['start', 'suspend', 'resume', 'resize']));
+    // The platform's own action is in the audit log, as the platform.
+    const audit = await t.request('GET', '/v1/orgs/audit-log?limit=100');
+    expect(audit.body).toEqual(expect.arrayContaining([expect.objectContaining({ actor: 'platform', action: 'endpoint.auto-suspend', target: project.endpoint_id, outcome: 'started' })]));
     await t.request('PATCH', path(ep()), { body: { auto_suspend_seconds: 0 } });
   });
 
@@ -241,6 +244,8 @@ describe('endpoints: scale to zero, wake on connect, allowlist, sizes, schedules
     await runScheduleOnce(t, t.stack.temporal.schedule.getHandle(`${t.env.LAMPION_TASK_QUEUE}-branch-ttl`));
     await waitFor(async () => (await t.request('GET', path(`/branches/${a.id}`))).status === 404);
     expect((await t.request('GET', path(`/branches/${b.id}`))).body).toMatchObject({ name: 'kept', protected: true });
+    const audit = await t.request('GET', '/v1/orgs/audit-log?limit=100');
+    expect(audit.body).toEqual(expect.arrayContaining([expect.objectContaining({ actor: 'platform', action: 'branch.expire', target: a.id, outcome: 'started' })]));
     // A parent waits for its children to go before it expires.
     expect((await t.request('GET', path(`/branches/${parent.id}`))).body).toMatchObject({ name: 'expired-parent', status: 'ready' });
     expect((await t.request('DELETE', path(`/branches/${kid.id}`))).status).toBe(204);
