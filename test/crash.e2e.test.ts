@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
@@ -18,7 +20,14 @@ describe('crashes', () => {
   beforeAll(async () => {
     // 202 at once, so the kill lands while the create runs.
     // The copy driver, so a fork of the tens of MB below takes long enough to be caught mid-way.
-    s = await createProcessStack({ LAMPION_API_WAIT_MS: '0', LAMPION_STORAGE_DRIVER: 'copy' });
+    s = await createProcessStack({
+      LAMPION_API_WAIT_MS: '0',
+      LAMPION_STORAGE_DRIVER: 'copy',
+      // The webhook case's receiver listens on loopback, and its retries come within a second.
+      LAMPION_WEBHOOK_ALLOW_PRIVATE: 'true',
+      LAMPION_WEBHOOK_RETRY_INITIAL_SECONDS: '0.5',
+      LAMPION_WEBHOOK_RETRY_MAX_SECONDS: '1',
+    });
     await s.start();
   });
 
@@ -502,6 +511,45 @@ describe('crashes', () => {
     expect(cols.map((r) => r.column_name)).toEqual(['v', 'merged_note']);
     expect((await sqlOn(project.id, project.endpoint_id, "SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = 'parent_marker_v'"))[0].n).toBe(1);
     // The scratch compute's data and endpoint dirs are checked with everything else below.
+  });
+
+  test('kill -9 mid webhook retry: the delivery goes on after the restart and lands once healthy, signed the same', async () => {
+    let healthy = false;
+    const got: { id: string; body: string }[] = [];
+    const receiver = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        got.push({ id: String(req.headers['webhook-id']), body });
+        res.statusCode = healthy ? 200 : 500;
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+      const hook = await s.request('POST', '/v1/orgs/webhooks', { body: { url, events: ['api_key.created'] } });
+      expect(hook.status).toBe(201);
+      expect((await s.request('POST', '/v1/orgs/api-keys', { body: { name: 'crash-hook' } })).status).toBe(201);
+      await waitFor('a failed attempt', () => got.length >= 1 || undefined, 30_000, 50);
+      await s.kill9();
+      healthy = true;
+      await s.start();
+      const delivered = await waitFor(
+        'the delivery delivered after the restart',
+        async () => {
+          const d = (await s.request('GET', `/v1/orgs/webhooks/${hook.body.id}/deliveries`)).body;
+          return d?.[0]?.status === 'delivered' ? d[0] : undefined;
+        },
+        60_000,
+        200,
+      );
+      recovery['webhook'] = { attempts: delivered.attempts.length, outcome: delivered.status };
+      expect(new Set(got.map((g) => g.id))).toEqual(new Set([delivered.id]));
+      expect(JSON.parse(got.at(-1)!.body)).toMatchObject({ type: 'api_key.created', data: { name: 'crash-hook' } });
+    } finally {
+      await new Promise((r) => receiver.close(r));
+    }
   });
 
   test('afterwards: no orphan process, data dir, endpoint dir, port, set-aside dir, transitional row or running operation', async () => {

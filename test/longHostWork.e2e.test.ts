@@ -147,7 +147,10 @@ describe('long host work: heartbeats, cancellation, one copy per directory', () 
     expect(await db.selectFrom('branches').select('id').where('id', '=', childId).execute()).toEqual([]);
     expect(await db.selectFrom('endpoints').select('id').where('branch_id', '=', childId).execute()).toEqual([]);
     const op = await db.selectFrom('operations').selectAll().where('id', '=', opId).executeTakeFirstOrThrow();
-    expect(op).toMatchObject({ status: 'failed', step: 'fork_and_start', error: { type: 'Cancelled' } });
+    // Where the cancel lands depends on the copy's last bytes: a copy that finished before its next
+    // heartbeat carried the cancel is undone from the step after it (seen under a loaded CI run).
+    expect(op).toMatchObject({ status: 'failed', error: { type: 'Cancelled' } });
+    expect(['fork_and_start', 'seeds', 'finalize']).toContain(op.step);
     const described = await t.stack.temporal.workflow.getHandle(workflowId).describe();
     expect(described.status.name).toBe('CANCELLED');
   });

@@ -1,5 +1,6 @@
 import type Koa from 'koa';
 import { z } from 'zod';
+import './zod';
 
 /** Plain decimal digits only: "", "0x10", "1e3" and " 5" are refused, not coerced. */
 const decimal = (min: number, max: number | undefined, dflt: number) =>
