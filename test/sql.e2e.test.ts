@@ -27,6 +27,19 @@ describe('POST …/endpoints/{id}/sql', () => {
     expect(typeof body.duration).toBe('number');
   });
 
+  it('audits SQL that may change something, and not plain reads', async () => {
+    const audited = async () =>
+      (await t.stack.db.selectFrom('audit_log').select(['action', 'target', 'outcome']).where('action', '=', 'sql.execute').execute()).length;
+    const before = await audited();
+    await ok('SELECT 1; SHOW work_mem; EXPLAIN SELECT 1');
+    expect(await audited()).toBe(before);
+    await ok('CREATE TABLE audited_here (id int)');
+    await ok("SELECT set_config('work_mem', '8MB', false)");
+    expect(await audited()).toBe(before + 2);
+    const last = await t.request('GET', '/v1/orgs/audit-log?limit=1');
+    expect(last.body[0]).toMatchObject({ action: 'sql.execute', target: project.endpoint_id, outcome: 'succeeded', status: 200 });
+  });
+
   it('keeps bigint and numeric precision (as text), and times as the server prints them', async () => {
     const body = await ok("SELECT 9223372036854775807::bigint AS big, 12345678901234567890.123456789::numeric AS num, '2026-12-02 10:00:00.123456+00'::timestamptz AT TIME ZONE 'UTC' AS ts, 2.5::float8 AS f");
     expect(body.rows[0]).toEqual({ big: '9223372036854775807', num: '12345678901234567890.123456789', ts: '2026-12-02 10:00:00.123456', f: 2.5 });

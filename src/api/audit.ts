@@ -16,8 +16,8 @@ export function outcomeOf(status: number): AuditOutcome {
  * wrote its entry in its own transaction marks ctx.state.audited, and this writes nothing.
  */
 export async function auditRequest(db: Db, ctx: Koa.Context, o: { action: string; status: number; params: Record<string, string> }): Promise<void> {
-  const who = ctx.state.principal as AuthContext | undefined;
-  if (!who || ctx.state.audited) return;
+  if (!wantsAudit(ctx)) return;
+  const who = ctx.state.principal as AuthContext;
   const created = o.status < 300 && ctx.body && typeof ctx.body === 'object' && typeof (ctx.body as { id?: unknown }).id === 'string' ? (ctx.body as { id: string }).id : undefined;
   const named = Object.values(o.params ?? {}).filter((v) => typeof v === 'string');
   await recordAudit(db, {
@@ -33,6 +33,19 @@ export async function auditRequest(db: Db, ctx: Koa.Context, o: { action: string
 
 export function auditActor(who: AuthContext) {
   return { orgId: who.orgId, actor: who.actor, actorMemberId: who.memberId ?? null, actorKeyId: who.keyId };
+}
+
+/** Whether the request still needs its entry: someone known made it, and nothing wrote one or ruled it out. */
+export function wantsAudit(ctx: Koa.Context): boolean {
+  return Boolean(ctx.state.principal) && !ctx.state.audited && !ctx.state.readOnly;
+}
+
+/**
+ * A request on a mutating method that changed nothing by construction (the SQL API running only
+ * plain reads): not an action, so no entry. A refusal (403) is audited all the same, before this.
+ */
+export function markReadOnly(ctx: Koa.Context): void {
+  ctx.state.readOnly = true;
 }
 
 /** For handlers writing their entry in the transaction of the change itself. */

@@ -5,7 +5,7 @@ import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import './zod';
 import { POLICY, type Action } from '../domain/rbac';
 import { ApiError, validationError } from './errors';
-import { auditRequest } from './audit';
+import { auditRequest, wantsAudit } from './audit';
 import { withIdempotency } from './idempotency';
 import { authorize, AuthContext } from './auth';
 import type { ApiDeps } from './deps';
@@ -89,12 +89,12 @@ export function defineRoute<P extends z.ZodType = z.ZodObject<{}>, Q extends z.Z
       const query = parse('query', spec.query, ctx.query ?? {});
       const body = spec.body ? parse('body', spec.body, (ctx.request as any).body ?? {}) : undefined;
       const run = () => spec.handler(ctx, { params, query, body: body as any, auth });
-      await (idempotent ? withIdempotency(deps.db, ctx, auth.orgId, body, run) : run());
+      await (idempotent && ctx.get('idempotency-key') ? withIdempotency(deps.db, ctx, auth.orgId, body, run) : run());
     } catch (err) {
-      if (audited) await auditRequest(deps.db, ctx, { action: spec.action!, status: err instanceof ApiError ? err.status : 500, params: ctx.params });
+      if (audited && wantsAudit(ctx)) await auditRequest(deps.db, ctx, { action: spec.action!, status: err instanceof ApiError ? err.status : 500, params: ctx.params });
       throw err;
     }
-    if (audited) await auditRequest(deps.db, ctx, { action: spec.action!, status: ctx.status, params: ctx.params });
+    if (audited && wantsAudit(ctx)) await auditRequest(deps.db, ctx, { action: spec.action!, status: ctx.status, params: ctx.params });
   });
 }
 

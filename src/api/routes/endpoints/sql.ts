@@ -1,6 +1,7 @@
 import type Router from '@koa/router';
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import { markReadOnly } from '../../audit';
 import { defineRoute, errorEnvelope } from '../../route';
 import type { ApiDeps } from '../../deps';
 import { databaseName, endpointParams } from '../../params';
@@ -73,6 +74,8 @@ export function registerSqlRoutes(router: Router, registry: OpenAPIRegistry, dep
       const ep = await consoleEndpoint(deps, auth, params.project_id, params.endpoint_id);
       // Parsed before the compute is touched: a syntax error wakes nothing.
       const plan = await planSql(req);
+      // Plain reads (SELECT, SHOW, EXPLAIN without ANALYZE, psql's describe commands) are not audited; anything else is.
+      if (plan.kind === 'meta' || plan.statements.every((s) => s.leavesNoState)) markReadOnly(ctx);
       ctx.body = await withSession(deps, auth, ep, { database: body.database, timeoutMs: body.timeout_ms ?? limits.timeoutMs }, (s) => runSql(s, req, plan));
     },
   });
