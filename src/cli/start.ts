@@ -21,7 +21,7 @@ async function main() {
   const stack = await Stack.start(config, roles);
   const lines = ['', 'Lampion is running. Ctrl-C stops everything.'];
   if (roles.api) {
-    lines.push(`  API           http://${config.publicHost}:${stack.apiPort}/v1   (health: /health, OpenAPI: /v1/openapi.json)`);
+    lines.push(`  API           http://${config.publicHost}:${stack.apiPort}/v1   (health: /health, OpenAPI: /v1/openapi.json, docs: /docs)`);
   }
   if (roles.proxy) lines.push(`  Proxy         ${config.publicHost}:${stack.proxyPort}   (Postgres wire protocol, TLS)`);
   lines.push(`  Temporal      ${stack.temporalAddress}   namespace ${config.temporalNamespace}`);
