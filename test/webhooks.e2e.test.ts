@@ -1,7 +1,9 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
-import { startTestStack, TestStack } from './support/stack';
+import fs from 'node:fs';
+import { Client } from 'pg';
+import { proxyCaFile, startTestStack, TestStack } from './support/stack';
 
 interface Received {
   headers: http.IncomingHttpHeaders;
@@ -54,10 +56,10 @@ describe('webhooks: signed, durable deliveries', () => {
 
   it('delivers a signed event that standardwebhooks verifies, for API and operation events alike', async () => {
     const r = await receiver();
-    const h = await hook(r.url, ['member.*', 'project.created', 'endpoint.suspended']);
+    const h = await hook(r.url, ['member.*', 'project.created', 'endpoint.*']);
     expect(h.secret).toMatch(/^whsec_/);
     const listed = await t.request('GET', '/v1/orgs/webhooks');
-    expect(listed.body).toEqual([expect.objectContaining({ id: h.id, url: r.url, events: ['member.*', 'project.created', 'endpoint.suspended'], enabled: true })]);
+    expect(listed.body).toEqual([expect.objectContaining({ id: h.id, url: r.url, events: ['member.*', 'project.created', 'endpoint.*'], enabled: true })]);
     expect(JSON.stringify(listed.body)).not.toContain(h.secret);
 
     await t.request('POST', '/v1/orgs/invitations', { body: { email: 'gina@corp.example', role: 'viewer' } });
@@ -81,13 +83,26 @@ describe('webhooks: signed, durable deliveries', () => {
     expect(s.status).toBe(200);
     const suspended = await until('endpoint.suspended', () => r.got.map((g) => JSON.parse(g.body)).find((e) => e.type === 'endpoint.suspended'));
     expect(suspended.data).toMatchObject({ project_id: p.body.id, endpoint_id: p.body.endpoint_id });
+    // A client through the proxy wakes it without an operation: announced all the same.
+    const c = new Client({
+      host: '127.0.0.1',
+      port: p.body.port,
+      user: 'cloud_admin',
+      password: p.body.pg_password,
+      database: `${p.body.endpoint_id}.postgres`,
+      ssl: { ca: fs.readFileSync(proxyCaFile(t), 'utf8') },
+    });
+    await c.connect();
+    await c.end();
+    const resumed = await until('endpoint.resumed', () => r.got.map((g) => JSON.parse(g.body)).find((e) => e.type === 'endpoint.resumed'));
+    expect(resumed.data).toMatchObject({ endpoint_id: p.body.endpoint_id, detail: { via: 'proxy' } });
     // Filtered: an API key event is not among its subscriptions.
     await t.request('POST', '/v1/orgs/api-keys', { body: { name: 'not-subscribed' } });
     const d = await until('deliveries recorded', async () => {
       const list = await deliveries(h.id);
-      return list.length === 3 && list.every((x) => x.status === 'delivered') ? list : undefined;
+      return list.length === 4 && list.every((x) => x.status === 'delivered') ? list : undefined;
     });
-    expect(d.map((x) => x.event_type).sort()).toEqual(['endpoint.suspended', 'member.invited', 'project.created']);
+    expect(d.map((x) => x.event_type).sort()).toEqual(['endpoint.resumed', 'endpoint.suspended', 'member.invited', 'project.created']);
     expect(d[0]).toMatchObject({ attempts: [expect.objectContaining({ attempt: 1, status: 204, error: null })], workflow_id: `webhook-delivery/${d[0].id}` });
     await t.request('DELETE', `/v1/orgs/webhooks/${h.id}`);
     await r.close();

@@ -659,7 +659,23 @@ export function createCatalogActivities({ db, secretKey, faults = [] }: CatalogD
           .where('id', '=', i.endpointId)
           .where('status', '<>', i.status)
           .executeTakeFirst();
-        if (Number(changed.numUpdatedRows) > 0) await recordEvent(i.endpointId, i.event, i.detail, tx);
+        if (Number(changed.numUpdatedRows) === 0) return;
+        await recordEvent(i.endpointId, i.event, i.detail, tx);
+        // Every way a compute goes to zero or wakes (an operation, a sweep, a client through the
+        // proxy) passes here, so the event is announced here and only here.
+        const ep = await tx
+          .selectFrom('endpoints as e')
+          .innerJoin('projects as p', 'p.id', 'e.project_id')
+          .select(['p.org_id', 'e.project_id', 'e.branch_id'])
+          .where('e.id', '=', i.endpointId)
+          .executeTakeFirst();
+        if (ep) {
+          await emitEvent(tx, {
+            orgId: ep.org_id,
+            type: i.status === 'running' ? 'endpoint.resumed' : 'endpoint.suspended',
+            data: { project_id: ep.project_id, branch_id: ep.branch_id, endpoint_id: i.endpointId, ...(i.detail && typeof i.detail === 'object' ? { detail: i.detail } : {}) },
+          });
+        }
       });
     },
 

@@ -44,7 +44,9 @@ export function subscribes(filters: readonly string[], type: string): boolean {
 
 /**
  * The event an operation's end announces, if any. Scheduled and user-started operations of one
- * family announce the same event (an auto-suspend is an endpoint.suspended).
+ * family announce the same event (an expiry is a branch.expired, a user's delete a
+ * branch.deleted). A compute's suspend and wake are announced where its state changes
+ * (setEndpointState), which a wake through the proxy passes without an operation.
  */
 export function operationEvent(kind: string, status: 'succeeded' | 'failed', detail: Record<string, unknown> | null, result?: unknown): EventType | undefined {
   if (kind === 'import.start') return status === 'succeeded' ? 'import.completed' : 'import.failed';
@@ -57,9 +59,6 @@ export function operationEvent(kind: string, status: 'succeeded' | 'failed', det
     'branch.delete': 'branch.deleted',
     'branch.expire': 'branch.expired',
     'branch.merge': 'branch.merged',
-    'endpoint.suspend': 'endpoint.suspended',
-    'endpoint.auto-suspend': 'endpoint.suspended',
-    'endpoint.resume': 'endpoint.resumed',
     'backup.create': 'backup.created',
     'branch.restore': 'restore.completed',
     'branch.restore-in-place': 'restore.completed',
