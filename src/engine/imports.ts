@@ -357,8 +357,10 @@ export class DatabaseImports {
             .join(`${dsn.host}:${dsn.port}`)
             .trim(),
         );
-      if (cc !== 0 && firstFailed === 'load' && pc === 0) throw new ImportError(`counting the dump's bytes failed (${PV}: ${cc})`, 'load');
-      if (pc !== 0 && firstFailed === 'load') throw new ImportError(`loading the dump into the branch failed: ${lastLines(readable(psqlErr()))}`, 'load');
+      // A dump killed by SIGPIPE lost its reader: the load failed first, whichever exit was seen first.
+      const loadFirst = firstFailed === 'load' || (String(dc) === 'SIGPIPE' && pc !== 0);
+      if (cc !== 0 && loadFirst && pc === 0) throw new ImportError(`counting the dump's bytes failed (${PV}: ${cc})`, 'load');
+      if (pc !== 0 && loadFirst) throw new ImportError(`loading the dump into the branch failed: ${lastLines(readable(psqlErr()))}`, 'load');
       if (dc !== 0) {
         if (tunnel.lastFailure) {
           const se = classifyConnectError(new Error(tunnel.lastFailure.message), tunnel, dsn);

@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import { z } from 'zod';
 import { defineRoute } from '../../route';
 import type { ApiDeps } from '../../deps';
-import { ApiError, notFound, refusalError } from '../../errors';
+import { notFound, refusalError } from '../../errors';
 import { memberParams } from '../../params';
 import { answerPage, pagination } from '../../pagination';
 import { memberSchema, memberView } from '../../views/orgs';
