@@ -73,6 +73,8 @@ const CANCEL_FORWARD_TIMEOUT_MS = 5_000;
  * allocation per read; the read callback copies out what it relays before returning, and the
  * process is single-threaded, so sharing it is safe.
  */
+/** How long routing keeps trying a compute whose socket refuses or is not there yet. */
+const COMPUTE_CONNECT_RETRY_MS = 5000;
 const COMPUTE_READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 const NO_ENDPOINT_MESSAGE =
@@ -451,32 +453,45 @@ class ClientConnection {
     else rewritten.delete('options');
     const startup = serializeStartupMessage(rewritten, protocolVersion);
 
-    const compute = net.connect({
-      ...connectTarget(target),
-      noDelay: true,
-      keepAlive: true,
-      keepAliveInitialDelay: 60_000,
-      onread: { buffer: COMPUTE_READ_BUFFER, callback: (n) => this.onComputeData(n) },
-    });
-    this.compute = compute;
-    compute.on('error', (err) => {
-      if (this.phase === 'routing') {
-        log.warn({ err, host: target.host, port: target.port, socketPath: target.socketPath }, 'cannot reach compute');
-        // Host and port stay in the log: they are internal addresses.
-        this.fail({ code: '57P03', message: 'compute unavailable' });
-      } else {
-        log.debug({ err }, 'compute socket error');
-        this.destroy();
-      }
-    });
-    compute.once('connect', () => {
-      if (this.phase !== 'routing') {
-        compute.destroy();
-        return;
-      }
-      log.debug({ host: target.host, port: target.port, socketPath: target.socketPath, database: route.database }, 'relaying to compute');
-      this.relay(client, compute, target, startup, pipelined, route.endpointId);
-    });
+    const routedAt = Date.now();
+    const connect = (): void => {
+      const compute = net.connect({
+        ...connectTarget(target),
+        noDelay: true,
+        keepAlive: true,
+        keepAliveInitialDelay: 60_000,
+        onread: { buffer: COMPUTE_READ_BUFFER, callback: (n) => this.onComputeData(n) },
+      });
+      this.compute = compute;
+      compute.on('error', (err: NodeJS.ErrnoException) => {
+        if (this.phase === 'routing') {
+          // A compute the catalog calls running may still be coming up (just started by the host
+          // worker after a restart): its socket appears within moments, so try again briefly.
+          if ((err.code === 'ENOENT' || err.code === 'ECONNREFUSED') && Date.now() - routedAt < COMPUTE_CONNECT_RETRY_MS) {
+            compute.destroy();
+            setTimeout(() => {
+              if (this.phase === 'routing') connect();
+            }, 100).unref();
+            return;
+          }
+          log.warn({ err, host: target.host, port: target.port, socketPath: target.socketPath }, 'cannot reach compute');
+          // Host and port stay in the log: they are internal addresses.
+          this.fail({ code: '57P03', message: 'compute unavailable' });
+        } else {
+          log.debug({ err }, 'compute socket error');
+          this.destroy();
+        }
+      });
+      compute.once('connect', () => {
+        if (this.phase !== 'routing') {
+          compute.destroy();
+          return;
+        }
+        log.debug({ host: target.host, port: target.port, socketPath: target.socketPath, database: route.database }, 'relaying to compute');
+        this.relay(client, compute, target, startup, pipelined, route.endpointId);
+      });
+    };
+    connect();
   }
 
   private relay(client: net.Socket, compute: net.Socket, target: ProxyRoute, startup: Buffer, pipelined: Buffer, endpointId: string): void {
