@@ -136,6 +136,34 @@ describe('organization: members, invitations, API keys, audit log', () => {
     expect((await t.request('GET', '/v1/projects', { key: expired })).status).toBe(401);
   });
 
+  it('a project-scoped key sees only its projects; other projects are 404 and organization routes 403', async () => {
+    const a = (await t.request('POST', '/v1/projects', { body: { name: 'scoped-a' } })).body;
+    const b = (await t.request('POST', '/v1/projects', { body: { name: 'scoped-b' } })).body;
+    const made = await t.request('POST', '/v1/orgs/api-keys', { body: { name: 'only a', project_ids: [a.id] } });
+    expect(made.status).toBe(201);
+    expect(made.body.project_ids).toEqual([a.id]);
+    const key = made.body.key;
+    const list = await t.request('GET', '/v1/projects', { key });
+    expect(list.body.map((p: any) => p.id)).toEqual([a.id]);
+    expect(list.headers.get('x-total-count')).toBe('1');
+    expect((await t.request('GET', `/v1/projects/${a.id}/branches`, { key })).status).toBe(200);
+    expect((await t.request('GET', `/v1/projects/${b.id}`, { key })).status).toBe(404);
+    expect((await t.request('GET', `/v1/projects/${b.id}/branches`, { key })).status).toBe(404);
+    expect((await t.request('POST', `/v1/projects/${b.id}/branches`, { key, body: { name: 'nope' } })).status).toBe(404);
+    expect((await t.request('POST', '/v1/projects', { key, body: { name: 'new' } })).status).toBe(403);
+    expect((await t.request('GET', '/v1/orgs/members', { key })).status).toBe(403);
+    expect((await t.request('GET', '/v1/usage', { key })).status).toBe(403);
+    // It cannot widen itself: a key it makes sees at most its projects (by default exactly them).
+    expect((await t.request('POST', '/v1/orgs/api-keys', { key, body: { name: 'wider', project_ids: [a.id, b.id] } })).status).toBe(403);
+    const child = await t.request('POST', '/v1/orgs/api-keys', { key, body: { name: 'child' } });
+    expect(child.body.project_ids).toEqual([a.id]);
+    // It sees its own scoped keys only, not the organization's others.
+    const keys = await t.request('GET', '/v1/orgs/api-keys', { key });
+    expect(keys.body.map((k: any) => k.id).sort()).toEqual([made.body.id, child.body.id].sort());
+    expect((await t.request('POST', '/v1/orgs/api-keys', { body: { name: 'ghost', project_ids: ['prj-doesnotexist00'] } })).status).toBe(404);
+    for (const p of [a, b]) expect((await t.request('DELETE', `/v1/projects/${p.id}`)).status).toBeLessThan(300);
+  });
+
   it('audits actions and refused attempts, newest first, for owners only; the catalog role cannot edit it', async () => {
     const viewer = await t.member('viewer');
     const refused = await t.request('POST', '/v1/projects', { key: viewer.key, body: { name: 'not-allowed' } });

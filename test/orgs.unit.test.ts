@@ -78,3 +78,22 @@ describe('webhook rules', () => {
     expect(webhookUrlProblem('not a url', true)).toBe('not a URL');
   });
 });
+
+describe('project-scoped keys', () => {
+  const { projectScopeRefusal, scopeOfNewKey } = require('../src/domain/keyScope');
+  it('reaches its projects, the project list, plans and its keys; nothing else', () => {
+    const ids = ['prj-a'];
+    expect(projectScopeRefusal({ method: 'get', path: '/v1/projects/{project_id}/branches', projectId: 'prj-a', projectIds: ids })).toBeUndefined();
+    expect(projectScopeRefusal({ method: 'delete', path: '/v1/projects/{project_id}', projectId: 'prj-b', projectIds: ids })).toEqual({ status: 404 });
+    expect(projectScopeRefusal({ method: 'get', path: '/v1/projects', projectIds: ids })).toBeUndefined();
+    expect(projectScopeRefusal({ method: 'post', path: '/v1/projects', projectIds: ids })?.status).toBe(403);
+    expect(projectScopeRefusal({ method: 'get', path: '/v1/orgs/audit-log', projectIds: ids })?.status).toBe(403);
+    expect(projectScopeRefusal({ method: 'delete', path: '/v1/orgs/api-keys/{key_id}', projectIds: ids })).toBeUndefined();
+  });
+  it('never widens a scope', () => {
+    expect(scopeOfNewKey(undefined, undefined)).toEqual({ projectIds: null });
+    expect(scopeOfNewKey(undefined, ['prj-a', 'prj-a'])).toEqual({ projectIds: ['prj-a'] });
+    expect(scopeOfNewKey(['prj-a'], undefined)).toEqual({ projectIds: ['prj-a'] });
+    expect(scopeOfNewKey(['prj-a'], ['prj-a', 'prj-b'])).toEqual({ refused: ['prj-b'] });
+  });
+});

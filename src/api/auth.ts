@@ -14,6 +14,8 @@ export interface AuthContext {
   memberId?: string;
   /** Who the audit log names: the member's e-mail, or `key:<name>` for a key of no member. */
   actor: string;
+  /** A project-scoped key's projects; undefined for a key of the whole organization. */
+  projectIds?: string[];
 }
 
 /** last_used_at is written at most this often per key, so the hot path does not write per request. */
@@ -45,6 +47,7 @@ export async function authorize(ctx: Koa.Context, deps: ApiDeps, action: Action)
     role,
     memberId: key.member_id ?? undefined,
     actor: key.member_email ?? `key:${key.name}`,
+    ...(key.project_ids ? { projectIds: key.project_ids } : {}),
   };
   // Known before the policy decides, so a refused attempt is audited with who made it.
   ctx.state.principal = auth;

@@ -4,7 +4,8 @@ import { z } from 'zod';
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import './zod';
 import { POLICY, type Action } from '../domain/rbac';
-import { ApiError, validationError } from './errors';
+import { ApiError, forbidden, notFound, validationError } from './errors';
+import { projectScopeRefusal } from '../domain/keyScope';
 import { auditRequest, wantsAudit } from './audit';
 import { withIdempotency } from './idempotency';
 import { authorize, AuthContext } from './auth';
@@ -86,6 +87,11 @@ export function defineRoute<P extends z.ZodType = z.ZodObject<{}>, Q extends z.Z
     try {
       const auth = spec.action ? await authorize(ctx, deps, spec.action) : (undefined as unknown as AuthContext);
       const params = parse('path', spec.params, ctx.params ?? {});
+      if (auth?.projectIds) {
+        const refused = projectScopeRefusal({ method: spec.method, path: spec.path, projectId: (params as { project_id?: string }).project_id, projectIds: auth.projectIds });
+        if (refused?.status === 404) throw notFound('project', (params as { project_id?: string }).project_id);
+        if (refused) throw forbidden(refused.message);
+      }
       const query = parse('query', spec.query, ctx.query ?? {});
       const body = spec.body ? parse('body', spec.body, (ctx.request as any).body ?? {}) : undefined;
       const run = () => spec.handler(ctx, { params, query, body: body as any, auth });

@@ -18,7 +18,7 @@ export interface IssuedKey {
 /** Stores only the hash and a display prefix: the key itself is shown once, to its creator. */
 export async function issueApiKey(
   db: Db,
-  o: { orgId: string; role: Role; name: string; ttlDays: number; key?: string; now?: Date; memberId?: string | null },
+  o: { orgId: string; role: Role; name: string; ttlDays: number; key?: string; now?: Date; memberId?: string | null; projectIds?: string[] | null },
 ): Promise<IssuedKey> {
   const key = o.key ?? generateApiKey();
   const id = newId('apiKey');
@@ -33,6 +33,7 @@ export async function issueApiKey(
       prefix: displayPrefix(key),
       expires_at: expiryFrom(o.now ?? new Date(), o.ttlDays),
       member_id: o.memberId ?? null,
+      project_ids: o.projectIds ?? null,
     })
     .execute();
   return { id, key };
@@ -102,6 +103,7 @@ export interface KeyPrincipal {
   revoked_at: Date | null;
   last_used_at: Date | null;
   member_id: string | null;
+  project_ids: string[] | null;
   member_role: Role | null;
   member_email: string | null;
   member_removed_at: Date | null;
@@ -122,6 +124,7 @@ export async function findKeyPrincipal(db: Db, keyHash: string): Promise<KeyPrin
       'k.revoked_at',
       'k.last_used_at',
       'k.member_id',
+      'k.project_ids',
       'm.role as member_role',
       'm.email as member_email',
       'm.removed_at as member_removed_at',

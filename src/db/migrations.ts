@@ -371,6 +371,12 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0013_project_scoped_keys': {
+    async up(db) {
+      // A key may see only the projects it names (null: the whole organization).
+      await db.schema.alterTable('api_keys').addColumn('project_ids', sql`text[]`).execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

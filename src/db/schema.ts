@@ -31,6 +31,8 @@ export interface ApiKeysTable {
   last_used_at: Timestamp | null;
   /** The member the key acts for (it acts as the lower of both roles); null for a key of no one. */
   member_id: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The projects a project-scoped key sees; null for a key of the whole organization. */
+  project_ids: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
 }
 
 export interface MembersTable {

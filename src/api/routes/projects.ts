@@ -39,7 +39,7 @@ export function registerProjectRoutes(router: Router, registry: OpenAPIRegistry,
     query: pagination,
     responses: { 200: { description: 'Projects of the organization, newest first (for an analyst: those with a masked branch)', schema: z.array(projectSchema) } },
     handler: async (ctx, { query, auth }) => {
-      const scope = { maskedOnly: auth.role === 'analyst' };
+      const scope = { maskedOnly: auth.role === 'analyst', projectIds: auth.projectIds };
       const rows = await listProjects(deps.db, auth.orgId, query, scope);
       answerPage(ctx, await countProjects(deps.db, auth.orgId, scope), rows.map(projectView));
     },

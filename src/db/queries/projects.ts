@@ -31,6 +31,8 @@ export function findProject(db: Db, orgId: string, projectId: string): Promise<P
 /** Only projects with a branch that has masking on (what an analyst may see). */
 export interface ProjectScope {
   maskedOnly?: boolean;
+  /** A project-scoped key's projects. */
+  projectIds?: string[];
 }
 
 const hasMaskedBranch = sql<boolean>`exists (select 1 from branches m where m.project_id = projects.id and m.anonymization is not null)`;
@@ -38,12 +40,14 @@ const hasMaskedBranch = sql<boolean>`exists (select 1 from branches m where m.pr
 export function listProjects(db: Db, orgId: string, page: { limit: number; offset: number }, scope: ProjectScope = {}): Promise<ProjectListRow[]> {
   let q = projectQuery(db, orgId);
   if (scope.maskedOnly) q = q.where(hasMaskedBranch);
+  if (scope.projectIds) q = q.where('projects.id', 'in', scope.projectIds.length ? scope.projectIds : ['']);
   return q.orderBy('projects.created_at', 'desc').orderBy('projects.id').limit(page.limit).offset(page.offset).execute();
 }
 
 export async function countProjects(db: Db, orgId: string, scope: ProjectScope = {}): Promise<number> {
   let q = db.selectFrom('projects').select(sql<number>`count(*)::int`.as('n')).where('org_id', '=', orgId);
   if (scope.maskedOnly) q = q.where(hasMaskedBranch);
+  if (scope.projectIds) q = q.where('id', 'in', scope.projectIds.length ? scope.projectIds : ['']);
   const r = await q.executeTakeFirstOrThrow();
   return r.n;
 }

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { defineRoute } from '../../route';
 import type { ApiDeps } from '../../deps';
 import { notFound, refusalError } from '../../errors';
-import { apiKeyParams } from '../../params';
+import { apiKeyParams, projectIdParam } from '../../params';
 import { answerPage, pagination } from '../../pagination';
 import { apiKeySchema, apiKeyView } from '../../views/orgs';
 import { auditInTransaction } from '../../audit';
@@ -15,13 +15,19 @@ import { emitEvent } from '../../../db/queries/webhooks';
 import { issueApiKey } from '../../../db/apiKeys';
 import { hasRole, lowerRole, ROLES } from '../../../domain/rbac';
 import { keyRole } from '../../../domain/members';
+import { scopeOfNewKey } from '../../../domain/keyScope';
 import { resourceName } from '../../../domain/names';
 import type { ApiKeyRow, Db } from '../../../db';
 
-/** Admins see and revoke every key of the organization; everyone else their member's own. */
+/**
+ * Admins see and revoke every key of the organization; everyone else their member's own. A
+ * project-scoped key, whatever its role, only its member's keys scoped within its own projects.
+ */
 function visibleKeys(db: Db, auth: AuthContext) {
   let q = db.selectFrom('api_keys').where('org_id', '=', auth.orgId).where('revoked_at', 'is', null);
-  if (!hasRole(auth.role, 'admin')) q = auth.memberId ? q.where('member_id', '=', auth.memberId) : q.where('id', '=', auth.keyId);
+  const own = () => (auth.memberId ? q.where('member_id', '=', auth.memberId) : q.where('id', '=', auth.keyId));
+  if (auth.projectIds) return own().where('project_ids', 'is not', null).where(sql<boolean>`project_ids <@ ${auth.projectIds}::text[]`);
+  if (!hasRole(auth.role, 'admin')) q = own();
   return q;
 }
 
@@ -64,14 +70,34 @@ export function registerApiKeyRoutes(router: Router, registry: OpenAPIRegistry, 
         name: resourceName(),
         role: z.enum(ROLES).optional().openapi({ description: 'At most your own role; default developer (or your role when it is lower)' }),
         expires_in_days: z.number().int().min(1).max(3650).optional().openapi({ description: 'Default LAMPION_API_KEY_TTL_DAYS (90)' }),
+        project_ids: z
+          .array(projectIdParam.shape.project_id)
+          .min(1)
+          .max(100)
+          .optional()
+          .openapi({ description: 'Only these projects (any other is 404 to the key; organization routes 403). Default: the whole organization, or the creating key’s projects' }),
       })
       .strict(),
     responses: { 201: { description: 'Created', schema: apiKeySchema.extend({ key: z.string() }) } },
     handler: async (ctx, { body, auth }) => {
       const decided = keyRole({ creator: auth.role, requested: body.role });
       if ('status' in decided) throw refusalError(decided);
+      const scope = scopeOfNewKey(auth.projectIds, body.project_ids);
+      if ('refused' in scope) throw refusalError({ status: 403, message: `this key cannot give access to ${scope.refused.join(', ')}: it does not see them` });
+      if (scope.projectIds) {
+        const found = await deps.db.selectFrom('projects').select('id').where('org_id', '=', auth.orgId).where('id', 'in', scope.projectIds).execute();
+        const missing = scope.projectIds.filter((p) => !found.some((f) => f.id === p));
+        if (missing.length) throw notFound('project', missing.join(', '));
+      }
       const { row, key, deliveries } = await deps.db.transaction().execute(async (tx) => {
-        const issued = await issueApiKey(tx, { orgId: auth.orgId, role: decided.role, name: body.name, ttlDays: body.expires_in_days ?? deps.config.apiKeyTtlDays, memberId: auth.memberId ?? null });
+        const issued = await issueApiKey(tx, {
+          orgId: auth.orgId,
+          role: decided.role,
+          name: body.name,
+          ttlDays: body.expires_in_days ?? deps.config.apiKeyTtlDays,
+          memberId: auth.memberId ?? null,
+          projectIds: scope.projectIds,
+        });
         const row = await tx.selectFrom('api_keys').selectAll().where('id', '=', issued.id).executeTakeFirstOrThrow();
         await auditInTransaction(tx, ctx, { action: 'api_key.create', target: issued.id, status: 201, details: { name: body.name, role: decided.role } });
         const deliveries = await emitEvent(tx, { orgId: auth.orgId, type: 'api_key.created', data: { key_id: issued.id, name: body.name, role: decided.role, prefix: row.prefix, user_id: row.member_id } });
