@@ -365,7 +365,10 @@ describe('database import', () => {
       const cancel = await request('POST', `/v1/projects/${projects[major].id}/import/${branchId}/cancel`);
       expect(cancel.status).toBe(202);
       const done = await finished(major, branchId);
-      expect(done).toMatchObject({ status: 'cancelled', step: 'import', error: { type: 'Cancelled' } });
+      // A cancel reaches a host activity with its next heartbeat (throttled by the SDK to most of
+      // the heartbeat timeout); a load that finishes first is undone from the step after it.
+      expect(done).toMatchObject({ status: 'cancelled', error: { type: 'Cancelled' } });
+      expect(['import', 'finalize']).toContain(done.step);
       await expectNothingOf(branchId, computeId);
       expect(fs.existsSync(`${t.stack.engine.layout.branchDataDir(branchId)}.importing`)).toBe(false);
       // The run ends as cancelled (just after its operation row says so).

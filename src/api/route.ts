@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { OpenAPIRegistry } from '@asteasolutions/zod-to-openapi';
 import './zod';
 import { POLICY, type Action } from '../domain/rbac';
-import { ApiError, forbidden, notFound, validationError } from './errors';
+import { ApiError, forbidden, notFound, temporalUnavailable, validationError } from './errors';
 import { projectScopeRefusal } from '../domain/keyScope';
 import { auditRequest, wantsAudit } from './audit';
 import { withIdempotency } from './idempotency';
@@ -97,7 +97,7 @@ export function defineRoute<P extends z.ZodType = z.ZodObject<{}>, Q extends z.Z
       const run = () => spec.handler(ctx, { params, query, body: body as any, auth });
       await (idempotent && ctx.get('idempotency-key') ? withIdempotency(deps.db, ctx, auth.orgId, body, run) : run());
     } catch (err) {
-      if (audited && wantsAudit(ctx)) await auditRequest(deps.db, ctx, { action: spec.action!, status: err instanceof ApiError ? err.status : 500, params: ctx.params });
+      if (audited && wantsAudit(ctx)) await auditRequest(deps.db, ctx, { action: spec.action!, status: err instanceof ApiError ? err.status : (temporalUnavailable(err)?.status ?? 500), params: ctx.params });
       throw err;
     }
     if (audited && wantsAudit(ctx)) await auditRequest(deps.db, ctx, { action: spec.action!, status: ctx.status, params: ctx.params });
