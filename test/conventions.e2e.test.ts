@@ -139,6 +139,14 @@ describe('API conventions on every route', () => {
     expect(await again.json()).toEqual(a);
     const made = await t.stack.db.selectFrom('api_keys').select('id').where('name', '=', 'idem').execute();
     expect(made.map((k) => k.id)).toEqual([a.id]);
+    // Another key of the organization with the same Idempotency-Key and body does not get the first answer.
+    const stranger = await fetch(`${t.api}/v1/orgs/api-keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await t.key('developer')}`, 'content-type': 'application/json', 'idempotency-key': 'retry-1' },
+      body: JSON.stringify({ name: 'idem' }),
+    });
+    expect(stranger.status).toBe(422);
+    expect(JSON.stringify(await stranger.json())).not.toContain(a.key);
     const other = await post('retry-1', { name: 'different' });
     expect(other.status).toBe(422);
     expect(((await other.json()) as any).error.code).toBe('idempotency_key_reused');

@@ -19,7 +19,8 @@ const REPLAYED_HEADERS = ['location', 'x-total-count'];
  * doing the work twice; the same key with another body is 422; while the first still runs, 409.
  * An error answer is not kept: nothing was done, so a retry runs again.
  */
-export async function withIdempotency(db: Db, ctx: Koa.Context, orgId: string, body: unknown, run: () => Promise<void>): Promise<void> {
+export async function withIdempotency(db: Db, ctx: Koa.Context, caller: { orgId: string; keyId: string }, body: unknown, run: () => Promise<void>): Promise<void> {
+  const { orgId } = caller;
   const key = ctx.get('idempotency-key');
   if (!key) return run();
   if (!KEY_RE.test(key)) {
@@ -27,7 +28,9 @@ export async function withIdempotency(db: Db, ctx: Koa.Context, orgId: string, b
       fields: [{ field: 'header.Idempotency-Key', message: 'must be 1–255 printable ASCII characters' }],
     });
   }
-  const bodyHash = createHash('sha256').update(`${ctx.method} ${ctx.path}\n${JSON.stringify(body ?? null)}`).digest('hex');
+  // The caller's key is part of the request: another key sending the same Idempotency-Key and body
+  // is refused (422), never answered with the first caller's result (which may hold a secret).
+  const bodyHash = createHash('sha256').update(`${caller.keyId}\n${ctx.method} ${ctx.path}\n${JSON.stringify(body ?? null)}`).digest('hex');
   await db
     .deleteFrom('idempotency_keys')
     .where('org_id', '=', orgId)

@@ -95,7 +95,7 @@ export function defineRoute<P extends z.ZodType = z.ZodObject<{}>, Q extends z.Z
       const query = parse('query', spec.query, ctx.query ?? {});
       const body = spec.body ? parse('body', spec.body, (ctx.request as any).body ?? {}) : undefined;
       const run = () => spec.handler(ctx, { params, query, body: body as any, auth });
-      await (idempotent && ctx.get('idempotency-key') ? withIdempotency(deps.db, ctx, auth.orgId, body, run) : run());
+      await (idempotent && ctx.get('idempotency-key') ? withIdempotency(deps.db, ctx, auth, body, run) : run());
     } catch (err) {
       if (audited && wantsAudit(ctx)) await auditRequest(deps.db, ctx, { action: spec.action!, status: err instanceof ApiError ? err.status : (temporalUnavailable(err)?.status ?? 500), params: ctx.params });
       throw err;
