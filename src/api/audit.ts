@@ -13,10 +13,10 @@ export function outcomeOf(status: number): AuditOutcome {
 /**
  * What a mutating request did, in the audit log: who (the key's member), the route's action,
  * the most specific resource it named (or made), the outcome and the request id. A handler that
- * wrote its entry in its own transaction marks ctx.state.audited, and this writes nothing.
+ * wrote its entry in its own transaction marks ctx.state.audited (see `wantsAudit`, which the
+ * caller checks first).
  */
 export async function auditRequest(db: Db, ctx: Koa.Context, o: { action: string; status: number; params: Record<string, string> }): Promise<void> {
-  if (!wantsAudit(ctx)) return;
   const who = ctx.state.principal as AuthContext;
   const created = o.status < 300 && ctx.body && typeof ctx.body === 'object' && typeof (ctx.body as { id?: unknown }).id === 'string' ? (ctx.body as { id: string }).id : undefined;
   const named = Object.values(o.params ?? {}).filter((v) => typeof v === 'string');

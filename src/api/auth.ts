@@ -38,7 +38,8 @@ export async function authorize(ctx: Koa.Context, deps: ApiDeps, action: Action)
   if (!key) throw unauthorized('invalid API key');
   const refused = usable(key);
   if (refused) throw unauthorized(refused);
-  const window = deps.rateLimits.countLocally(key.id, key.plan) ?? (await deps.rateLimits.consume(key.id, key.plan));
+  // The lease first without an await (the hot path); the store when the lease cannot count it.
+  const window = deps.rateLimits.countLocally(key.id, key.plan) ?? (await deps.rateLimits.countInStore(key.id, key.plan));
   for (const [k, v] of Object.entries(rateHeaders(window))) ctx.set(k, v);
   const role = key.member_role ? lowerRole(key.role, key.member_role) : key.role;
   const auth: AuthContext = {

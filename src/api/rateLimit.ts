@@ -77,8 +77,11 @@ export class RateLimits {
 
   /** Counts one request, or throws 429 with Retry-After; either way the window's headers come back. */
   async consume(keyId: string, plan: string): Promise<RateWindow> {
-    const local = this.countLocally(keyId, plan);
-    if (local) return local;
+    return this.countLocally(keyId, plan) ?? this.countInStore(keyId, plan);
+  }
+
+  /** Counts one request (and the lease's pending ones) in the store, as `consume` does when the lease cannot. */
+  async countInStore(keyId: string, plan: string): Promise<RateWindow> {
     const limit = this.perMinute(plan);
     const id = `${limit}:${keyId}`;
     const now = Date.now();

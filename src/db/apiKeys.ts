@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db } from './index';
+import type { ApiKeyRow, Db } from './index';
 import type { Role } from '../domain/rbac';
 import { displayPrefix, expiryFrom, generateApiKey, hashApiKey } from '../domain/apiKeys';
 import { newId } from '../domain/ids';
@@ -13,6 +13,8 @@ export async function ensureOrganization(db: Db, id: string, name: string): Prom
 export interface IssuedKey {
   id: string;
   key: string;
+  /** The stored row (hash and prefix, never the key). */
+  row: ApiKeyRow;
 }
 
 /** Stores only the hash and a display prefix: the key itself is shown once, to its creator. */
@@ -22,7 +24,7 @@ export async function issueApiKey(
 ): Promise<IssuedKey> {
   const key = o.key ?? generateApiKey();
   const id = newId('apiKey');
-  await db
+  const row = await db
     .insertInto('api_keys')
     .values({
       id,
@@ -35,19 +37,25 @@ export async function issueApiKey(
       member_id: o.memberId ?? null,
       project_ids: o.projectIds ?? null,
     })
-    .execute();
-  return { id, key };
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return { id, key, row };
+}
+
+/** The organization's active member with that e-mail (compared as the unique index does, case-insensitively). */
+export function findActiveMember(db: Db, orgId: string, email: string): Promise<{ id: string } | undefined> {
+  return db
+    .selectFrom('members')
+    .select('id')
+    .where('org_id', '=', orgId)
+    .where(sql<boolean>`lower(email) = lower(${email})`)
+    .where('removed_at', 'is', null)
+    .executeTakeFirst();
 }
 
 /** A member of the organization with that e-mail and role (made when missing, its role set when not). */
 export async function ensureMember(db: Db, o: { orgId: string; email: string; role: Role }): Promise<string> {
-  const found = await db
-    .selectFrom('members')
-    .select('id')
-    .where('org_id', '=', o.orgId)
-    .where(sql<boolean>`lower(email) = lower(${o.email})`)
-    .where('removed_at', 'is', null)
-    .executeTakeFirst();
+  const found = await findActiveMember(db, o.orgId, o.email);
   if (found) {
     await db.updateTable('members').set({ role: o.role }).where('id', '=', found.id).execute();
     return found.id;

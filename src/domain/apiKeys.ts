@@ -9,6 +9,13 @@ export function generateApiKey(): string {
   return `lmp_live_${randomToken(32, KEY_ALPHABET)}`;
 }
 
+/** An invitation's one-time token: as random as a key, told apart by its prefix; stored hashed like one. */
+export const INVITATION_TOKEN_RE = /^lmp_inv_[A-Za-z0-9]{32}$/;
+
+export function generateInvitationToken(): string {
+  return `lmp_inv_${randomToken(32, KEY_ALPHABET)}`;
+}
+
 /**
  * Keys carry 190 bits of randomness, so a fast hash is enough: nothing to brute-force,
  * and lookup by hash stays an index probe.

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Db } from '../db';
-import { claimUnstartedDeliveries, markDeliveriesStarted } from '../db/queries/webhooks';
+import { markDeliveriesStarted, unstartedDeliveries } from '../db/queries/webhooks';
 import { DeliveryStarter, startDeliveries } from '../operations/webhooks';
 
 /**
@@ -14,7 +14,7 @@ export function superviseWebhookDeliveries(o: { db: Db; starter: DeliveryStarter
   const pass = async () => {
     try {
       for (;;) {
-        const ids = await claimUnstartedDeliveries(o.db, 0);
+        const ids = await unstartedDeliveries(o.db);
         if (!ids.length) break;
         await markDeliveriesStarted(o.db, await startDeliveries(o.starter, ids));
         if (ids.length < 100 || stopped) break;

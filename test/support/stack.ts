@@ -16,7 +16,7 @@ export interface TestStack {
   env: Record<string, string>;
   /** A new member of the organization with that role, and a key of theirs. */
   key(role: Role, o?: { orgId?: string; expired?: boolean }): Promise<string>;
-  member(role: Role, o?: { orgId?: string }): Promise<{ key: string; keyId: string; memberId: string; email: string }>;
+  member(role: Role, o?: { orgId?: string; expired?: boolean }): Promise<{ key: string; keyId: string; memberId: string; email: string }>;
   request(method: string, url: string, o?: { key?: string | null; body?: unknown; raw?: string }): Promise<{ status: number; body: any; headers: Headers }>;
   restart(roles?: Roles): Promise<void>;
   stop(): Promise<void>;
@@ -63,19 +63,16 @@ export async function startTestStack(extraEnv: Record<string, string> = {}, o: {
     dataDir,
     env,
     async key(role, o = {}) {
-      const orgId = o.orgId ?? DEFAULT_ORG_ID;
-      await ensureOrganization(stack.db, orgId, orgId);
-      const memberId = await ensureMember(stack.db, { orgId, email: `${role}.${randomToken(8)}@test.lampion`, role });
-      const now = o.expired ? new Date(Date.now() - 100 * 86_400_000) : new Date();
-      return (await issueApiKey(stack.db, { orgId, role, name: `test ${role}`, ttlDays: 90, now, memberId })).key;
+      return (await t.member(role, o)).key;
     },
     async member(role, o = {}) {
       const orgId = o.orgId ?? DEFAULT_ORG_ID;
       await ensureOrganization(stack.db, orgId, orgId);
       const email = `${role}.${randomToken(8)}@test.lampion`;
       const memberId = await ensureMember(stack.db, { orgId, email, role });
+      const now = o.expired ? new Date(Date.now() - 100 * 86_400_000) : new Date();
       // Like an invitation's first key: it follows the member's role.
-      const issued = await issueApiKey(stack.db, { orgId, role: 'owner', name: `test ${role}`, ttlDays: 90, memberId });
+      const issued = await issueApiKey(stack.db, { orgId, role: 'owner', name: `test ${role}`, ttlDays: 90, now, memberId });
       return { key: issued.key, keyId: issued.id, memberId, email };
     },
     async request(method, url, o = {}) {

@@ -59,13 +59,12 @@ export async function listDeliveries(db: Db, webhookId: string, page: { limit: n
   return { rows, attempts, total: total.n };
 }
 
-/** Deliveries whose workflow was never started (the start after their transaction was lost). */
-export async function claimUnstartedDeliveries(db: Db, olderThanMs: number, limit = 100): Promise<string[]> {
+/** Deliveries whose workflow is not known to be started (an operation's, or one whose start after its transaction was lost). */
+export async function unstartedDeliveries(db: Db, limit = 100): Promise<string[]> {
   const rows = await db
     .selectFrom('webhook_deliveries')
     .select('id')
     .where('started_at', 'is', null)
-    .where(sql<boolean>`created_at < now() - make_interval(secs => ${olderThanMs / 1000})`)
     .orderBy('created_at')
     .limit(limit)
     .execute();

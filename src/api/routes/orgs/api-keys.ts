@@ -98,7 +98,7 @@ export function registerApiKeyRoutes(router: Router, registry: OpenAPIRegistry, 
           memberId: auth.memberId ?? null,
           projectIds: scope.projectIds,
         });
-        const row = await tx.selectFrom('api_keys').selectAll().where('id', '=', issued.id).executeTakeFirstOrThrow();
+        const { row } = issued;
         await auditInTransaction(tx, ctx, { action: 'api_key.create', target: issued.id, status: 201, details: { name: body.name, role: decided.role } });
         const deliveries = await emitEvent(tx, { orgId: auth.orgId, type: 'api_key.created', data: { key_id: issued.id, name: body.name, role: decided.role, prefix: row.prefix, user_id: row.member_id } });
         return { row, key: issued.key, deliveries };

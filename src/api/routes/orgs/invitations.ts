@@ -12,15 +12,13 @@ import { auditInTransaction } from '../../audit';
 import { startAfterCommit } from '../../events';
 import { emitEvent } from '../../../db/queries/webhooks';
 import { recordAudit } from '../../../db/queries/audit';
-import { issueApiKey } from '../../../db/apiKeys';
-import { hashApiKey, displayPrefix } from '../../../domain/apiKeys';
-import { newId, randomToken } from '../../../domain/ids';
+import { findActiveMember, issueApiKey } from '../../../db/apiKeys';
+import { displayPrefix, generateInvitationToken, hashApiKey, INVITATION_TOKEN_RE } from '../../../domain/apiKeys';
+import { newId } from '../../../domain/ids';
 import { ROLES } from '../../../domain/rbac';
 import { invitationState, inviteRefusal } from '../../../domain/members';
 import { isUniqueViolation } from '../../../db';
 
-const TOKEN_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-const TOKEN_RE = /^lmp_inv_[A-Za-z0-9]{32}$/;
 const email = z
   .string()
   .max(254)
@@ -65,17 +63,11 @@ export function registerInvitationRoutes(router: Router, registry: OpenAPIRegist
     handler: async (ctx, { body, auth }) => {
       const refusal = inviteRefusal({ actor: auth.role, role: body.role });
       if (refusal) throw refusalError(refusal);
-      const token = `lmp_inv_${randomToken(32, TOKEN_ALPHABET)}`;
+      const token = generateInvitationToken();
       const id = newId('invitation');
       const expires = new Date(Date.now() + deps.config.invitationTtlHours * 3_600_000);
       const { row, deliveries } = await deps.db.transaction().execute(async (tx) => {
-        const member = await tx
-          .selectFrom('members')
-          .select('id')
-          .where('org_id', '=', auth.orgId)
-          .where('removed_at', 'is', null)
-          .where(sql<boolean>`lower(email) = lower(${body.email})`)
-          .executeTakeFirst();
+        const member = await findActiveMember(tx, auth.orgId, body.email);
         if (member) throw conflict(`${body.email} is already a member (${member.id})`);
         const row = await tx
           .insertInto('invitations')
@@ -120,7 +112,7 @@ export function registerInvitationRoutes(router: Router, registry: OpenAPIRegist
     summary: 'Accept an invitation with its one-time token: makes the member and their first API key (shown once)',
     tags: ['Members'],
     action: null,
-    body: z.object({ token: z.string().regex(TOKEN_RE, 'not an invitation token') }).strict(),
+    body: z.object({ token: z.string().regex(INVITATION_TOKEN_RE, 'not an invitation token') }).strict(),
     responses: {
       201: {
         description: 'Joined',
@@ -163,8 +155,7 @@ export function registerInvitationRoutes(router: Router, registry: OpenAPIRegist
           details: { invitation_id: inv.id, role: inv.role },
         });
         const deliveries = await emitEvent(tx, { orgId: inv.org_id, type: 'member.joined', data: { user_id: memberId, email: inv.email, role: inv.role, invitation_id: inv.id } });
-        const key = await tx.selectFrom('api_keys').select(['expires_at']).where('id', '=', issued.id).executeTakeFirstOrThrow();
-        return { inv, memberId, issued, expires: key.expires_at, deliveries };
+        return { inv, memberId, issued, deliveries };
       });
       startAfterCommit(deps, result.deliveries);
       ctx.status = 201;
@@ -172,7 +163,7 @@ export function registerInvitationRoutes(router: Router, registry: OpenAPIRegist
         user_id: result.memberId,
         email: result.inv.email,
         role: result.inv.role,
-        api_key: { id: result.issued.id, key: result.issued.key, prefix: displayPrefix(result.issued.key), expires_at: new Date(result.expires).toISOString() },
+        api_key: { id: result.issued.id, key: result.issued.key, prefix: displayPrefix(result.issued.key), expires_at: new Date(result.issued.row.expires_at).toISOString() },
       };
     },
   });
